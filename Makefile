@@ -1,0 +1,87 @@
+# One job per target. `make run` and `make test` are the two commands a new user needs; both
+# create or refresh .venv/ (and node_modules/ where the CDK CLI is needed) by themselves.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+CDK := npx --no-install cdk
+# jsii (under aws-cdk-lib) prints an end-of-life banner on Node 20: silenced on purpose, see docs/decisions.md.
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export CDK_DISABLE_VERSION_CHECK := 1
+export CDK_CLI_NOTICES := false
+
+.PHONY: help venv test lint format typecheck unit run demo synth deploy diff redrive inspect-dlq bench lock clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found " + sys.version.split()[0] + ")")'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt ".[dev,infra]"
+	@touch $@
+
+venv: $(STAMP) ## create or refresh .venv/ from pyproject.toml + constraints.txt
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+lint: $(STAMP) ## ruff lint + format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP) ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: $(STAMP) ## mypy --strict
+	$(BIN)/mypy
+
+test: $(STAMP) $(NODE_STAMP) lint typecheck ## lint, types, cfn-lint and the whole test suite
+	$(PY) -m pytest -n 2 --dist loadgroup --cov --cov-report=term
+	$(MAKE) --no-print-directory synth
+	$(BIN)/cfn-lint -i W3005 -- cdk.out/*.template.json
+
+unit: $(STAMP) ## the fast tests only (no emulator, no synth)
+	$(PY) -m pytest -m unit -q
+
+run: $(STAMP) ## the whole pipeline on this machine (moto + ingest + consumer + fake Graph API)
+	$(PY) -m local_pipeline.run
+
+demo: $(STAMP) ## drive a running `make run` with every kind of webhook and check the replies
+	$(PY) -m local_pipeline.demo
+
+synth: $(STAMP) $(NODE_STAMP) ## synthesize the stack offline into cdk.out/ (cdk-nag runs here)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK) synth --quiet
+
+diff: $(STAMP) $(NODE_STAMP) ## cdk diff against your account
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK) diff
+
+deploy: $(STAMP) $(NODE_STAMP) ## cdk deploy into your AWS account
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK) deploy
+
+redrive: $(STAMP) ## move the dead-letter queue back to the inbound queue (StartMessageMoveTask)
+	$(PY) -m tools.dlq redrive
+
+inspect-dlq: $(STAMP) ## show what is in the dead-letter queue and why it failed (masked)
+	$(PY) -m tools.dlq inspect
+
+bench: $(STAMP) ## speed and memory benchmarks (ratios, one run)
+	$(PY) -m benchmarks
+
+lock: ## re-resolve constraints.txt from pyproject.toml (then review the diff)
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet ".[dev,infra]"
+	.lock-venv/bin/pip freeze --exclude-editable | grep -vE '^(whatsapp-relay|pip|setuptools|wheel)==' > constraints.txt
+	rm -rf .lock-venv
+
+clean: ## remove build outputs (keeps .venv and node_modules)
+	rm -rf cdk.out .build .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage htmlcov

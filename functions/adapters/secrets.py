@@ -1,0 +1,68 @@
+"""Credentials from Secrets Manager, cached by Powertools Parameters for the environment's life."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from functions.common import aws_clients
+from functions.domain.credentials import SecretFormatError, WhatsAppCredentials
+from functions.domain.ports import CredentialsUnavailable
+
+# Cached secrets are re-read every few minutes, so a rotation lands without a redeploy...
+CACHE_SECONDS = 300
+# ...and at once on a mismatch, but no more often than this: a flood of forged signatures must
+# not turn into a flood of Secrets Manager calls.
+MIN_SECONDS_BETWEEN_FORCED_REFRESHES = 5.0
+
+
+class SecretsManagerCredentials:
+    """`CredentialSource` over one secret id."""
+
+    def __init__(self, secret_id: str, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._secret_id = secret_id
+        self._clock = clock
+        self._last_forced_refresh: float | None = None
+
+    def current(self) -> WhatsAppCredentials:
+        return self._load(force=False)
+
+    def refreshed(self) -> WhatsAppCredentials | None:
+        now = self._clock()
+        last = self._last_forced_refresh
+        if last is not None and now - last < MIN_SECONDS_BETWEEN_FORCED_REFRESHES:
+            return None
+        self._last_forced_refresh = now
+        return self._load(force=True)
+
+    def _load(self, *, force: bool) -> WhatsAppCredentials:
+        from aws_lambda_powertools.utilities.parameters import SecretsProvider
+        from aws_lambda_powertools.utilities.parameters.exceptions import (
+            GetParameterError,
+        )
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        provider = _provider(SecretsProvider)
+        try:
+            value: Any = provider.get(self._secret_id, max_age=CACHE_SECONDS, force_fetch=force)
+        except (GetParameterError, ClientError, BotoCoreError) as error:
+            raise CredentialsUnavailable(
+                f"cannot read secret {self._secret_id}: {type(error).__name__}"
+            ) from None
+        try:
+            return WhatsAppCredentials.from_secret_string(value)
+        except SecretFormatError as error:
+            raise CredentialsUnavailable(f"secret {self._secret_id}: {error}") from None
+
+
+_providers: dict[int, Any] = {}
+
+
+def _provider(provider_class: Any) -> Any:
+    """One Powertools provider (and so one cache) per boto3 client, i.e. per endpoint."""
+    client = aws_clients.client("secretsmanager")
+    key = id(client)
+    if key not in _providers:
+        _providers[key] = provider_class(boto3_client=client)
+    return _providers[key]

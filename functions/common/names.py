@@ -1,0 +1,73 @@
+"""Every name that crosses a boundary: environment variables (the runtime contract), metric names
+and dimensions, and the service names the functions report under.
+
+The CDK stack, the local pipeline and the tests import these instead of repeating strings, so a
+rename is one edit. Importing this module is free: constants only.
+"""
+
+from typing import Final
+
+# --- environment variables (fixed by ../shared/reference/contract.md) ---------------------------
+ENV_QUEUE_URL: Final = "QUEUE_URL"
+ENV_SECRET_ID: Final = "WHATSAPP_SECRET_ID"
+ENV_GRAPH_API_URL: Final = "GRAPH_API_URL"
+ENV_GRAPH_API_VERSION: Final = "GRAPH_API_VERSION"
+ENV_IDEMPOTENCY_TABLE: Final = "IDEMPOTENCY_TABLE"
+ENV_SERVICE_NAME: Final = "POWERTOOLS_SERVICE_NAME"
+ENV_METRICS_NAMESPACE: Final = "POWERTOOLS_METRICS_NAMESPACE"
+ENV_LOG_LEVEL: Final = "LOG_LEVEL"
+
+DEFAULT_GRAPH_API_URL: Final = "https://graph.facebook.com"
+DEFAULT_GRAPH_API_VERSION: Final = "v25.0"
+
+# --- the secret's JSON keys (contract) ---------------------------------------------------------
+SECRET_KEY_APP_SECRET: Final = "appSecret"
+SECRET_KEY_VERIFY_TOKEN: Final = "verifyToken"
+SECRET_KEY_ACCESS_TOKEN: Final = "accessToken"
+
+# --- observability ------------------------------------------------------------------------------
+DEFAULT_METRICS_NAMESPACE: Final = "WhatsAppRelay"
+INGEST_SERVICE: Final = "whatsapp-relay-ingest"
+CONSUMER_SERVICE: Final = "whatsapp-relay-consumer"
+
+# Dimensions. Every metric also carries Powertools' `service` dimension (one of the services
+# above). Phone numbers are never a dimension.
+DIM_SERVICE: Final = "service"
+DIM_ERROR_CODE: Final = "ErrorCode"  # Meta's error.code, or http_503 / timeout / network / ...
+DIM_ERROR_CLASS: Final = "ErrorClass"  # a class of the consumer's error policy (see below)
+DIM_STATUS: Final = "Status"  # sent / delivered / read / failed / played
+DIM_FIELD: Final = "Field"  # webhook change field that is not `messages`
+
+# Ingest metrics.
+METRIC_MESSAGES_QUEUED: Final = "InboundMessagesQueued"  # [service]
+METRIC_INVALID_SIGNATURE: Final = "InvalidSignature"  # [service]
+METRIC_INVALID_PAYLOAD: Final = "InvalidPayload"  # [service]
+METRIC_QUEUE_SEND_FAILED: Final = "QueueSendFailed"  # [service, ErrorCode]
+METRIC_STATUS_RECEIVED: Final = "StatusReceived"  # [service, Status]
+METRIC_DELIVERY_FAILED: Final = "DeliveryFailed"  # [service, ErrorCode] failed statuses' errors
+METRIC_WEBHOOK_ERROR: Final = "WebhookError"  # [service, ErrorCode] value/message-level errors
+METRIC_IGNORED_CHANGE: Final = "IgnoredChange"  # [service, Field]
+
+# Consumer metrics.
+METRIC_REPLY_SENT: Final = "RepliesSent"  # [service]
+METRIC_READ_RECEIPT_SENT: Final = "ReadReceiptsSent"  # [service]
+METRIC_GRAPH_API_ERROR: Final = "GraphApiError"  # [service, ErrorCode] every failed call
+METRIC_GRAPH_API_ERROR_CLASS: Final = "GraphApiErrorClass"  # [service, ErrorClass]
+METRIC_PERMANENT_FAILURE: Final = "PermanentFailures"  # [service, ErrorCode]
+METRIC_RETRY_SCHEDULED: Final = "RetriesScheduled"  # [service, ErrorCode]
+METRIC_DUPLICATE_SKIPPED: Final = "DuplicatesSkipped"  # [service]
+METRIC_POISON_RECORD: Final = "PoisonRecords"  # [service] records that could not be parsed
+METRIC_TEMPLATE_FALLBACK: Final = "TemplateFallbacks"  # [service] 131047 answered by a template
+METRIC_END_TO_END_LATENCY: Final = (
+    "EndToEndLatency"  # [service] ms, webhook receipt -> reply accepted
+)
+
+# Error classes of the consumer's policy table; `auth_config` and `quality_policy` page someone.
+ERROR_CLASS_RATE_LIMIT: Final = "rate_limit"
+ERROR_CLASS_PAIR_RATE_LIMIT: Final = "pair_rate_limit"
+ERROR_CLASS_TRANSIENT: Final = "transient"
+ERROR_CLASS_AUTH_CONFIG: Final = "auth_config"
+ERROR_CLASS_QUALITY_POLICY: Final = "quality_policy"
+ERROR_CLASS_RECIPIENT: Final = "recipient"
+ERROR_CLASS_BAD_REQUEST: Final = "bad_request"
+ERROR_CLASS_UNKNOWN: Final = "unknown"

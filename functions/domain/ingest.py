@@ -1,0 +1,117 @@
+"""The ingest use cases: Meta's subscription handshake, and accepting a webhook delivery.
+
+A delivery is accepted only once its signature holds and every inbound message in it is
+durably queued; anything less raises, so the entry point answers non-200 and Meta redelivers.
+"""
+
+import json
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from functions.domain.credentials import WhatsAppCredentials
+from functions.domain.ports import CredentialSource, MessagePublisher
+from functions.domain.queued_record import QueuedRecord
+from functions.domain.signature import signature_matches
+from functions.domain.webhook import (
+    InvalidPayload,
+    ReceivedMessage,
+    StatusUpdate,
+    WebhookDelivery,
+    parse_delivery,
+)
+
+SUBSCRIBE_MODE = "subscribe"
+
+
+class VerificationRejected(Exception):
+    """The GET handshake is not Meta subscribing with our verify token."""
+
+
+class SignatureRejected(Exception):
+    """`X-Hub-Signature-256` is missing, malformed or does not match the body."""
+
+
+class BodyNotJson(InvalidPayload):
+    """The signed body is not JSON at all."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverySummary:
+    """What a delivery held, for metrics: nothing here is personal data."""
+
+    queued: tuple[ReceivedMessage, ...] = ()
+    failed_statuses: tuple[StatusUpdate, ...] = ()
+    statuses: Mapping[str, int] = field(default_factory=dict)  # by status
+    delivery_failures: Mapping[str, int] = field(default_factory=dict)  # by ErrorCode
+    webhook_errors: Mapping[str, int] = field(default_factory=dict)  # by ErrorCode
+    ignored_fields: Mapping[str, int] = field(default_factory=dict)  # by field
+
+
+def verify_subscription(
+    mode: str | None, token: str | None, challenge: str | None, credentials: CredentialSource
+) -> str:
+    """The challenge to echo back, when Meta is subscribing with our verify token."""
+    if mode != SUBSCRIBE_MODE or challenge is None or token is None:
+        raise VerificationRejected("not a subscription request with a verify token")
+    if _with_rotation(credentials, lambda c: c.verify_token_matches(token)):
+        return challenge
+    raise VerificationRejected("the verify token does not match")
+
+
+def accept_delivery(
+    body: bytes,
+    signature_header: str | None,
+    *,
+    credentials: CredentialSource,
+    publisher: MessagePublisher,
+    now: Callable[[], datetime],
+) -> DeliverySummary:
+    """Verify, parse and queue one webhook POST. Raises before queueing anything if the body is
+    not authentic or not a webhook; raises `PublishFailed` if the queue did not take it all."""
+    if not signature_header:
+        raise SignatureRejected("the X-Hub-Signature-256 header is missing")
+    if not _with_rotation(
+        credentials, lambda c: signature_matches(body, signature_header, c.app_secret)
+    ):
+        raise SignatureRejected("X-Hub-Signature-256 does not match the request body")
+
+    delivery = parse_delivery(_decode_json(body))
+    received_at = now()
+    records = [QueuedRecord(received=m, received_at=received_at) for m in delivery.messages]
+    if records:
+        publisher.publish(records)
+    return summarize(delivery)
+
+
+def summarize(delivery: WebhookDelivery) -> DeliverySummary:
+    message_errors = [error for m in delivery.messages for error in m.message.errors]
+    return DeliverySummary(
+        queued=delivery.messages,
+        failed_statuses=tuple(s for s in delivery.statuses if s.errors or s.status == "failed"),
+        statuses=Counter(status.status for status in delivery.statuses),
+        delivery_failures=Counter(
+            error.code_label for status in delivery.statuses for error in status.errors
+        ),
+        webhook_errors=Counter(e.code_label for e in [*delivery.errors, *message_errors]),
+        ignored_fields=Counter(delivery.ignored_fields),
+    )
+
+
+def _decode_json(body: bytes) -> object:
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        raise BodyNotJson("the body is not valid JSON") from None
+
+
+def _with_rotation(
+    credentials: CredentialSource, check: Callable[[WhatsAppCredentials], bool]
+) -> bool:
+    """Check against the cached credentials; on a mismatch, once against freshly read ones, so a
+    rotated secret takes effect at once instead of after the cache expires."""
+    if check(credentials.current()):
+        return True
+    fresh = credentials.refreshed()
+    return fresh is not None and check(fresh)

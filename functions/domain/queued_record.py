@@ -1,0 +1,160 @@
+"""The record ingest puts on the FIFO queue for the consumer: schema version 1.
+
+One SQS message per inbound WhatsApp message. The body is compact JSON:
+
+    {
+      "schemaVersion": 1,
+      "wamid": "wamid.HBg…",                     # Meta's message id, also the deduplication id
+      "receivedAt": "2026-11-25T08:14:25.123Z",  # when ingest accepted the webhook (UTC)
+      "business": {"phoneNumberId": "1065…", "displayPhoneNumber": "1555…", "wabaId": "1022…"},
+      "contact": {"waId": "1650…", "name": "Sheena", "userId": null},   # or null
+      "message": { …the `messages[]` object exactly as Meta sent it… }
+    }
+
+Rules that keep ingest and consumer deployable independently:
+- a reader accepts any record whose `schemaVersion` it knows and ignores keys it does not know;
+- a writer adds optional keys freely, but anything that changes the meaning of an existing key
+  bumps `schemaVersion` (and the consumer learns the new version before ingest writes it).
+The message is kept raw so that a consumer that understands more types than the ingest that
+queued it loses nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from functions.domain.webhook import (
+    BusinessNumber,
+    Contact,
+    InvalidPayload,
+    ReceivedMessage,
+    parse_message,
+)
+
+SCHEMA_VERSION = 1
+SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
+
+# SQS allows 1-128 characters of alphanumerics and punctuation in group and deduplication ids.
+_SQS_ID = re.compile(r"^[!-~]{1,128}$")
+
+
+class UnreadableRecord(ValueError):
+    """A queue message that is not a record this code can read (a poison message)."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class QueuedRecord:
+    received: ReceivedMessage
+    received_at: datetime
+
+    @property
+    def wamid(self) -> str:
+        return self.received.message.wamid
+
+    @property
+    def group_id(self) -> str:
+        """One FIFO group per conversation: the business number and the sender.
+
+        The sender is hashed: group ids show up in SQS tooling, and a phone number is personal
+        data. A message with no sender at all gets a group of its own.
+        """
+        sender = self.received.sender_key or f"wamid:{self.wamid}"
+        digest = hashlib.sha256(sender.encode("utf-8")).hexdigest()[:32]
+        business = self.received.business.phone_number_id
+        candidate = f"{business}:{digest}"
+        return (
+            candidate
+            if _SQS_ID.match(candidate)
+            else hashlib.sha256(candidate.encode()).hexdigest()
+        )
+
+    @property
+    def deduplication_id(self) -> str:
+        """The wamid itself when SQS accepts it, so a redelivered webhook is dropped by SQS."""
+        if _SQS_ID.match(self.wamid):
+            return self.wamid
+        return hashlib.sha256(self.wamid.encode("utf-8")).hexdigest()
+
+    def to_json(self) -> str:
+        business = self.received.business
+        contact = self.received.contact
+        document: dict[str, Any] = {
+            "schemaVersion": SCHEMA_VERSION,
+            "wamid": self.wamid,
+            "receivedAt": _iso(self.received_at),
+            "business": {
+                "phoneNumberId": business.phone_number_id,
+                "displayPhoneNumber": business.display_phone_number,
+                "wabaId": self.received.waba_id,
+            },
+            "contact": None
+            if contact is None
+            else {"waId": contact.wa_id, "name": contact.name, "userId": contact.user_id},
+            "message": dict(self.received.message.raw),
+        }
+        return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, body: str) -> QueuedRecord:
+        try:
+            document = json.loads(body)
+        except (TypeError, ValueError):
+            raise UnreadableRecord("the record is not JSON") from None
+        if not isinstance(document, Mapping):
+            raise UnreadableRecord("the record is not a JSON object")
+        version = document.get("schemaVersion")
+        if version not in SUPPORTED_SCHEMA_VERSIONS:
+            raise UnreadableRecord(f"unsupported schemaVersion {version!r}")
+        business = document.get("business")
+        raw_message = document.get("message")
+        if not isinstance(business, Mapping) or not isinstance(raw_message, Mapping):
+            raise UnreadableRecord("the record lacks `business` or `message`")
+        phone_number_id = business.get("phoneNumberId")
+        if not isinstance(phone_number_id, str) or not phone_number_id:
+            raise UnreadableRecord("the record lacks business.phoneNumberId")
+        try:
+            message = parse_message(raw_message)
+        except InvalidPayload as error:
+            raise UnreadableRecord(str(error)) from None
+        contact_doc = document.get("contact")
+        contact = (
+            Contact(
+                wa_id=str(contact_doc.get("waId") or ""),
+                name=contact_doc.get("name") if isinstance(contact_doc.get("name"), str) else None,
+                user_id=contact_doc.get("userId")
+                if isinstance(contact_doc.get("userId"), str)
+                else None,
+            )
+            if isinstance(contact_doc, Mapping)
+            else None
+        )
+        received = ReceivedMessage(
+            message=message,
+            business=BusinessNumber(
+                phone_number_id=phone_number_id,
+                display_phone_number=str(business.get("displayPhoneNumber") or ""),
+            ),
+            waba_id=str(business.get("wabaId") or ""),
+            contact=contact,
+        )
+        return cls(received=received, received_at=_parse_iso(document.get("receivedAt")))
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _parse_iso(value: object) -> datetime:
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise UnreadableRecord("receivedAt is not an ISO-8601 time") from None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    raise UnreadableRecord("the record lacks receivedAt")

@@ -1,0 +1,54 @@
+"""Entry point of the ingest Lambda: API Gateway REST `/webhook` -> verify -> FIFO queue."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.common.observability import logger, metrics, tracer
+from functions.domain.ingest import accept_delivery, verify_subscription
+from functions.ingest import wiring
+from functions.ingest.http import (
+    ANSWERED_ERRORS,
+    HttpRequest,
+    MethodNotAllowed,
+    error_response,
+    json_response,
+    text_response,
+)
+from functions.ingest.telemetry import report_delivery, report_rejection
+
+
+@logger.inject_lambda_context(
+    correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True
+)
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    try:
+        request = HttpRequest.from_event(event)
+        if request.method == "GET":
+            challenge = verify_subscription(
+                request.query.get("hub.mode"),
+                request.query.get("hub.verify_token"),
+                request.query.get("hub.challenge"),
+                wiring.credentials(),
+            )
+            return text_response(200, challenge)
+        if request.method != "POST":
+            raise MethodNotAllowed(f"{request.method or 'no method'} is not allowed on /webhook")
+        summary = accept_delivery(
+            request.body,
+            request.header("X-Hub-Signature-256"),
+            credentials=wiring.credentials(),
+            publisher=wiring.publisher(),
+            now=lambda: datetime.now(UTC),
+        )
+        report_delivery(summary)
+        return json_response(200, {"queued": len(summary.queued)})
+    except ANSWERED_ERRORS as error:
+        report_rejection(error)
+        return error_response(error)

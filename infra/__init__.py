@@ -1,0 +1,1 @@
+"""CDK infrastructure of whatsapp-relay. Importing this package does not import aws_cdk."""

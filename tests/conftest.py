@@ -1,0 +1,160 @@
+"""Fixtures every suite shares: a fake Lambda context, the AWS environment pointed at moto's
+server on loopback, and helpers to make the contract's queue, table and secret there.
+
+Nothing here reaches the network beyond 127.0.0.1: AWS_ENDPOINT_URL is set for the whole test
+session and the credentials are fake, so a test that forgot the emulator fails instead of
+calling AWS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from functions.common.names import (
+    ENV_METRICS_NAMESPACE,
+    ENV_QUEUE_URL,
+    ENV_SECRET_ID,
+    ENV_SERVICE_NAME,
+    SECRET_KEY_ACCESS_TOKEN,
+    SECRET_KEY_APP_SECRET,
+    SECRET_KEY_VERIFY_TOKEN,
+)
+
+TEST_REGION = "eu-west-1"
+APP_SECRET = "test-app-secret-0123456789abcdef"
+VERIFY_TOKEN = "test-verify-token"
+ACCESS_TOKEN = "test-access-token-EAAG"
+
+# Before any test module imports boto3 or Powertools: no real credentials, no real endpoints.
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": TEST_REGION,
+        "AWS_REGION": TEST_REGION,
+        # Until the moto server fixture starts, an endpoint nobody listens on: fail fast.
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        ENV_METRICS_NAMESPACE: "WhatsAppRelayTests",
+        ENV_SERVICE_NAME: "whatsapp-relay-tests",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_DEV": "false",
+    }
+)
+for _name in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+    os.environ.pop(_name, None)
+
+
+@dataclass
+class FakeLambdaContext:
+    function_name: str = "whatsapp-relay-test"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = f"arn:aws:lambda:{TEST_REGION}:123456789012:function:test"
+    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
+    remaining_ms: int = 30_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+@pytest.fixture
+def lambda_context() -> FakeLambdaContext:
+    return FakeLambdaContext(aws_request_id=str(uuid.uuid4()))
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """moto's server on a free loopback port, for the whole session (one per xdist worker)."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    yield endpoint
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point boto3 (and so the handlers) at moto's server for one test."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    return moto_endpoint
+
+
+def boto_client(service: str, endpoint: str) -> Any:
+    import boto3
+
+    return boto3.client(service, endpoint_url=endpoint, region_name=TEST_REGION)
+
+
+@dataclass
+class FifoQueues:
+    queue_url: str
+    dlq_url: str
+    sqs: Any
+
+    def receive_all(self, url: str | None = None, *, limit: int = 10_000) -> list[dict[str, Any]]:
+        """Every visible message of a queue (default: the inbound queue), with attributes."""
+        messages: list[dict[str, Any]] = []
+        while len(messages) < limit:
+            batch = self.sqs.receive_message(
+                QueueUrl=url or self.queue_url,
+                MaxNumberOfMessages=10,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+                WaitTimeSeconds=0,
+            ).get("Messages", [])
+            if not batch:
+                break
+            messages.extend(batch)
+        return messages
+
+
+@pytest.fixture
+def fifo_queues(aws: str, monkeypatch: pytest.MonkeyPatch) -> FifoQueues:
+    """A fresh inbound FIFO queue with its FIFO DLQ; QUEUE_URL points at it."""
+    sqs = boto_client("sqs", aws)
+    suffix = uuid.uuid4().hex[:12]
+    dlq_url = sqs.create_queue(QueueName=f"dlq-{suffix}.fifo", Attributes={"FifoQueue": "true"})[
+        "QueueUrl"
+    ]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    queue_url = sqs.create_queue(
+        QueueName=f"inbound-{suffix}.fifo",
+        Attributes={
+            "FifoQueue": "true",
+            "VisibilityTimeout": "180",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"}),
+        },
+    )["QueueUrl"]
+    monkeypatch.setenv(ENV_QUEUE_URL, queue_url)
+    return FifoQueues(queue_url=queue_url, dlq_url=dlq_url, sqs=sqs)
+
+
+@pytest.fixture
+def whatsapp_secret(aws: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A secret with the contract's JSON keys; WHATSAPP_SECRET_ID points at it."""
+    secrets = boto_client("secretsmanager", aws)
+    name = f"whatsapp-relay-test-{uuid.uuid4().hex[:12]}"
+    secrets.create_secret(
+        Name=name,
+        SecretString=json.dumps(
+            {
+                SECRET_KEY_APP_SECRET: APP_SECRET,
+                SECRET_KEY_VERIFY_TOKEN: VERIFY_TOKEN,
+                SECRET_KEY_ACCESS_TOKEN: ACCESS_TOKEN,
+            }
+        ),
+    )
+    monkeypatch.setenv(ENV_SECRET_ID, name)
+    return name
