@@ -1,0 +1,597 @@
+"""A fake WhatsApp Cloud (Graph) API: a real HTTP server on loopback that records every request
+and answers from a script.
+
+Used by the consumer's tests, the benchmarks, `make run` and `make demo`. It speaks just enough of
+`POST /{version}/{phone_number_id}/messages` to stand in for Meta:
+
+- a send answers 200 with Meta's send response (a fresh `wamid.fake…` id); a read receipt (body
+  with `"status": "read"`) answers 200 `{"success": true}`;
+- with `expected_token` set, a missing or wrong `Authorization: Bearer …` answers 401 with Meta's
+  error 190 (checked before the script, and not consuming it);
+- scripted answers (`enqueue`) are consumed in order by the next matching call: any Meta error
+  code in Meta's real error shape, a 5xx with an HTML body, a hang, a connection reset.
+
+In-process:
+
+    with FakeGraphApi(latency_seconds=0.05) as graph:
+        os.environ["GRAPH_API_URL"] = graph.url
+        graph.enqueue(meta_error(130429), kind="send")
+        ...
+        assert len(graph.sent_messages()) == 1
+
+Out of process (`python -m local_pipeline.fake_graph --port 8081`), the same controls are HTTP:
+`POST /__fake/script` with `{"kind": "send", "answers": [{"type": "meta_error", "code": 130429},
+{"type": "http_error", "status": 503}, {"type": "hang", "seconds": 5},
+{"type": "reset_connection"}, {"type": "ok"}]}`, `GET /__fake/requests` (a JSON list) and
+`POST /__fake/reset`. It only ever binds a loopback address.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import itertools
+import json
+import re
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Literal
+
+Kind = Literal["read", "send", "other"]
+ScriptKind = Literal["read", "send", "any"]
+
+_MESSAGES_PATH = re.compile(r"^/(?P<version>[^/]+)/(?P<phone_number_id>[^/]+)/messages/?$")
+_CONTROL_PREFIX = "/__fake/"
+_MAX_BODY_BYTES = 4 * 1024 * 1024
+
+# Titles Meta uses for the codes tests script most often; anything else gets a generic one.
+_TITLES: Mapping[int, str] = {
+    0: "AuthException",
+    1: "API Unknown",
+    2: "API Service",
+    3: "API Method",
+    4: "Application request limit reached",
+    10: "Permission denied",
+    100: "Invalid parameter",
+    190: "Access token has expired",
+    368: "Temporarily blocked for policies violations",
+    80007: "Rate limit issues",
+    130429: "Rate limit hit",
+    130472: "User's number is part of an experiment",
+    131000: "Something went wrong",
+    131005: "Access denied",
+    131008: "Required parameter is missing",
+    131009: "Parameter value is not valid",
+    131016: "Service unavailable",
+    131026: "Message undeliverable",
+    131031: "Account has been locked",
+    131047: "Re-engagement message",
+    131048: "Spam rate limit hit",
+    131049: "Message not delivered to maintain healthy ecosystem engagement",
+    131051: "Unsupported message type",
+    131056: "(Business Account, Consumer Account) pair rate limit hit",
+    131057: "Account in maintenance mode",
+    132000: "Template param count mismatch",
+    132001: "Template does not exist",
+    133004: "Server temporarily unavailable",
+}
+
+
+# --- scripted answers ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One scripted answer. Build them with `ok()`, `meta_error()`, `http_error()`, `hang()` and
+    `reset_connection()`; `Answer.from_json` reads the control endpoint's form."""
+
+    type: Literal["ok", "meta_error", "http_error", "hang", "reset_connection"]
+    status: int = 200
+    code: int | None = None
+    message: str | None = None
+    details: str | None = None
+    is_transient: bool | None = None
+    retry_after: str | None = None
+    subcode: int | None = None
+    body: str | None = None
+    content_type: str = "application/json"
+    seconds: float = 0.0
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> Answer:
+        kind = document.get("type")
+        if kind == "ok":
+            return ok()
+        if kind == "meta_error":
+            return meta_error(
+                int(document["code"]),
+                http_status=int(document.get("http_status", 400)),
+                message=document.get("message"),
+                details=document.get("details"),
+                is_transient=document.get("is_transient"),
+                retry_after=document.get("retry_after"),
+                subcode=document.get("subcode"),
+            )
+        if kind == "http_error":
+            return http_error(
+                int(document["status"]),
+                body=str(document.get("body", _HTML_ERROR)),
+                content_type=str(document.get("content_type", "text/html")),
+                retry_after=document.get("retry_after"),
+            )
+        if kind == "hang":
+            return hang(float(document.get("seconds", 30.0)))
+        if kind == "reset_connection":
+            return reset_connection()
+        raise ValueError(f"unknown answer type {kind!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            key: value
+            for key, value in (
+                ("type", self.type),
+                ("status", self.status),
+                ("code", self.code),
+                ("seconds", self.seconds),
+                ("retry_after", self.retry_after),
+            )
+            if value is not None
+        }
+
+
+_HTML_ERROR = "<html><body><h1>Service Unavailable</h1></body></html>"
+
+
+def ok() -> Answer:
+    """Meta's normal answer (send response or `{"success": true}`)."""
+    return Answer(type="ok")
+
+
+def meta_error(
+    code: int,
+    *,
+    http_status: int = 400,
+    message: str | None = None,
+    details: str | None = None,
+    is_transient: bool | None = None,
+    retry_after: str | int | None = None,
+    subcode: int | None = None,
+) -> Answer:
+    """An error in Meta's shape: `{"error": {"message": "(#code) …", "type", "code", …}}`."""
+    return Answer(
+        type="meta_error",
+        status=http_status,
+        code=code,
+        message=message,
+        details=details,
+        is_transient=is_transient,
+        retry_after=None if retry_after is None else str(retry_after),
+        subcode=subcode,
+    )
+
+
+def http_error(
+    status: int,
+    body: str = _HTML_ERROR,
+    content_type: str = "text/html",
+    *,
+    retry_after: str | int | None = None,
+) -> Answer:
+    """A bare HTTP error, e.g. a 502 from a load balancer with an HTML page."""
+    return Answer(
+        type="http_error",
+        status=status,
+        body=body,
+        content_type=content_type,
+        retry_after=None if retry_after is None else str(retry_after),
+    )
+
+
+def hang(seconds: float) -> Answer:
+    """Answer nothing for `seconds` (the client should time out first), then answer normally."""
+    return Answer(type="hang", seconds=seconds)
+
+
+def reset_connection() -> Answer:
+    """Read the request, then reset the TCP connection without answering."""
+    return Answer(type="reset_connection")
+
+
+# --- recorded requests ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    json: Any | None
+    phone_number_id: str | None
+    kind: Kind
+    received_at: float  # time.time()
+    answer: str = "ok"  # the answer type it got
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "path": self.path,
+            "headers": self.headers,
+            "body": self.body.decode("utf-8", "replace"),
+            "json": self.json,
+            "phone_number_id": self.phone_number_id,
+            "kind": self.kind,
+            "received_at": self.received_at,
+            "answer": self.answer,
+        }
+
+
+@dataclass
+class _State:
+    requests: list[RecordedRequest] = field(default_factory=list)
+    script: list[tuple[ScriptKind, Answer]] = field(default_factory=list)
+
+
+# --- the server ----------------------------------------------------------------------------------
+
+
+class FakeGraphApi:
+    """The fake Graph API. Thread-safe; one instance per test (or per `make run`)."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency_seconds: float = 0.0,
+        expected_token: str | None = None,
+    ) -> None:
+        if not ipaddress.ip_address(host).is_loopback:
+            raise ValueError("the fake Graph API only binds a loopback address")
+        self.host = host
+        self.port = port
+        self.latency_seconds = latency_seconds
+        self.expected_token = expected_token
+        self._lock = threading.Condition()
+        self._state = _State()
+        self._stopping = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._ids = itertools.count(1)
+
+    # lifecycle ----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._server is not None:
+            return
+        self._stopping.clear()
+        server = ThreadingHTTPServer((self.host, self.port), _handler_for(self))
+        server.daemon_threads = True  # a hung answer never blocks stop()
+        self._server = server
+        self.port = server.server_address[1]
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stopping.set()  # wakes hangs and latency waits
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> FakeGraphApi:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    # recorded requests --------------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._state.requests)
+
+    def read_receipts(self) -> list[RecordedRequest]:
+        return [request for request in self.requests if request.kind == "read"]
+
+    def sent_messages(self) -> list[RecordedRequest]:
+        return [request for request in self.requests if request.kind == "send"]
+
+    def wait_for(self, count: int, *, kind: Kind | None = None, timeout: float = 5.0) -> bool:
+        """Block until at least `count` requests (of `kind`) were recorded; False on timeout."""
+        deadline = time.monotonic() + timeout
+
+        def enough() -> bool:
+            return sum(1 for r in self._state.requests if kind is None or r.kind == kind) >= count
+
+        with self._lock:
+            while not enough():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._lock.wait(remaining)
+            return True
+
+    # script ---------------------------------------------------------------------------------------
+
+    def enqueue(self, *answers: Answer, kind: ScriptKind = "any") -> None:
+        if kind not in ("read", "send", "any"):
+            raise ValueError(f"kind must be read, send or any, not {kind!r}")
+        with self._lock:
+            self._state.script.extend((kind, answer) for answer in answers)
+
+    def pending_answers(self) -> int:
+        with self._lock:
+            return len(self._state.script)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._state = _State()
+
+    # used by the request handler ----------------------------------------------------------------
+
+    def _record_and_pick(self, request: RecordedRequest) -> Answer:
+        with self._lock:
+            answer = ok()
+            if request.kind != "other":
+                for index, (kind, _answer) in enumerate(self._state.script):
+                    if kind in ("any", request.kind):
+                        answer = self._state.script.pop(index)[1]
+                        break
+            self._state.requests.append(_with_answer(request, answer.type))
+            self._lock.notify_all()
+            return answer
+
+    def _record_refusal(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self._state.requests.append(_with_answer(request, "unauthorized"))
+            self._lock.notify_all()
+
+    def _next_message_id(self) -> str:
+        return f"wamid.fake.{next(self._ids):08d}.{time.time_ns():x}"
+
+    def _wait(self, seconds: float) -> None:
+        if seconds > 0:
+            self._stopping.wait(seconds)
+
+
+def _with_answer(request: RecordedRequest, answer: str) -> RecordedRequest:
+    return RecordedRequest(
+        method=request.method,
+        path=request.path,
+        headers=request.headers,
+        body=request.body,
+        json=request.json,
+        phone_number_id=request.phone_number_id,
+        kind=request.kind,
+        received_at=request.received_at,
+        answer=answer,
+    )
+
+
+def _meta_error_document(answer: Answer) -> dict[str, Any]:
+    code = answer.code if answer.code is not None else 1
+    title = _TITLES.get(code, "Error")
+    error: dict[str, Any] = {
+        "message": answer.message or f"(#{code}) {title}",
+        "type": "OAuthException",
+        "code": code,
+        "error_data": {
+            "messaging_product": "whatsapp",
+            "details": answer.details or f"{title} (fake Graph API)",
+        },
+        "fbtrace_id": f"AFake{time.time_ns() % 10**12:012d}",
+    }
+    if answer.subcode is not None:
+        error["error_subcode"] = answer.subcode
+    if answer.is_transient is not None:
+        error["is_transient"] = answer.is_transient
+    return {"error": error}
+
+
+def _handler_for(graph: FakeGraphApi) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as Meta's edge does
+        server_version = "FakeGraphApi/1.0"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return  # quiet: tests read `graph.requests`, not stderr
+
+        def do_GET(self) -> None:
+            self._handle("GET")
+
+        def do_POST(self) -> None:
+            self._handle("POST")
+
+        def do_DELETE(self) -> None:
+            self._handle("DELETE")
+
+        # ------------------------------------------------------------------------------------
+
+        def _handle(self, method: str) -> None:
+            body = self._read_body()
+            path = self.path.split("?", 1)[0]
+            if path.startswith(_CONTROL_PREFIX):
+                self._control(method, path, body)
+                return
+            document = _loads(body)
+            match = _MESSAGES_PATH.match(path)
+            kind: Kind = "other"
+            if method == "POST" and match:
+                is_read = isinstance(document, dict) and document.get("status") == "read"
+                kind = "read" if is_read else "send"
+            request = RecordedRequest(
+                method=method,
+                path=path,
+                headers={name.lower(): value for name, value in self.headers.items()},
+                body=body,
+                json=document,
+                phone_number_id=match.group("phone_number_id") if match else None,
+                kind=kind,
+                received_at=time.time(),
+            )
+            if graph.expected_token is not None and (
+                self.headers.get("Authorization") != f"Bearer {graph.expected_token}"
+            ):
+                graph._record_refusal(request)
+                self._send_json(
+                    401,
+                    _meta_error_document(
+                        meta_error(190, message="Invalid OAuth access token - Cannot parse")
+                    ),
+                )
+                return
+            answer = graph._record_and_pick(request)
+            if kind == "other":
+                self._send_json(
+                    400,
+                    _meta_error_document(
+                        meta_error(100, message="Unsupported request (fake Graph API)")
+                    ),
+                )
+                return
+            graph._wait(graph.latency_seconds)
+            self._answer(answer, kind, document)
+
+        def _answer(self, answer: Answer, kind: Kind, document: Any) -> None:
+            if answer.type == "reset_connection":
+                self._reset()
+                return
+            if answer.type == "hang":
+                graph._wait(answer.seconds)
+                answer = ok()
+            extra = {"Retry-After": answer.retry_after} if answer.retry_after else {}
+            if answer.type == "meta_error":
+                self._send_json(answer.status, _meta_error_document(answer), extra)
+            elif answer.type == "http_error":
+                self._send_raw(
+                    answer.status,
+                    (answer.body or "").encode("utf-8"),
+                    answer.content_type,
+                    extra,
+                )
+            elif kind == "read":
+                self._send_json(200, {"success": True})
+            else:
+                to = document.get("to", "") if isinstance(document, dict) else ""
+                self._send_json(
+                    200,
+                    {
+                        "messaging_product": "whatsapp",
+                        "contacts": [{"input": to, "wa_id": to}],
+                        "messages": [{"id": graph._next_message_id()}],
+                    },
+                )
+
+        def _control(self, method: str, path: str, body: bytes) -> None:
+            if method == "GET" and path == "/__fake/requests":
+                self._send_json(200, [request.to_json() for request in graph.requests])
+            elif method == "POST" and path == "/__fake/reset":
+                graph.reset()
+                self._send_json(200, {"reset": True})
+            elif method == "POST" and path == "/__fake/script":
+                document = _loads(body)
+                try:
+                    if not isinstance(document, dict):
+                        raise TypeError("the script must be a JSON object")
+                    answers = [Answer.from_json(item) for item in document.get("answers", [])]
+                    graph.enqueue(*answers, kind=document.get("kind", "any"))
+                except (KeyError, TypeError, ValueError) as error:
+                    self._send_json(400, {"error": str(error)})
+                    return
+                self._send_json(200, {"queued": len(answers)})
+            else:
+                self._send_json(404, {"error": f"no control endpoint {method} {path}"})
+
+        def _read_body(self) -> bytes:
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(min(length, _MAX_BODY_BYTES)) if length > 0 else b""
+
+        def _send_json(
+            self, status: int, document: Any, extra: Mapping[str, str] | None = None
+        ) -> None:
+            self._send_raw(status, json.dumps(document).encode(), "application/json", extra)
+
+        def _send_raw(
+            self,
+            status: int,
+            payload: bytes,
+            content_type: str,
+            extra: Mapping[str, str] | None = None,
+        ) -> None:
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(payload)))
+                for name, value in (extra or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(payload)
+                self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                # The client gave up (e.g. timed out during a hang): nothing left to answer.
+                self.close_connection = True
+
+        def _reset(self) -> None:
+            # SO_LINGER with a zero timeout turns close() into a TCP RST.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            self.connection.close()
+
+    return Handler
+
+
+def _loads(body: bytes) -> Any | None:
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def main(
+    argv: list[str] | None = None, *, serve: Callable[[FakeGraphApi], None] | None = None
+) -> None:
+    parser = argparse.ArgumentParser(description="A fake WhatsApp Cloud API on 127.0.0.1")
+    parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each answer")
+    parser.add_argument("--token", default=None, help="expected Bearer token (default: any)")
+    args = parser.parse_args(argv)
+    graph = FakeGraphApi(port=args.port, latency_seconds=args.latency, expected_token=args.token)
+    with graph:
+        print(f"fake Graph API listening on {graph.url}", flush=True)
+        if serve is not None:
+            serve(graph)
+            return
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            return
+
+
+if __name__ == "__main__":
+    main()

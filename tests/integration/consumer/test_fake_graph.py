@@ -1,0 +1,200 @@
+"""The fake Graph API answers like Meta, records everything, and follows its script."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import urllib3
+
+from local_pipeline.fake_graph import (
+    FakeGraphApi,
+    hang,
+    http_error,
+    main,
+    meta_error,
+    ok,
+    reset_connection,
+)
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "fake-graph-token"
+READ = {"messaging_product": "whatsapp", "status": "read", "message_id": "wamid.IN"}
+SEND = {
+    "messaging_product": "whatsapp",
+    "to": "16505551234",
+    "type": "text",
+    "text": {"body": "hi"},
+}
+
+
+@pytest.fixture
+def graph() -> Iterator[FakeGraphApi]:
+    with FakeGraphApi(expected_token=TOKEN) as server:
+        yield server
+
+
+@pytest.fixture
+def http() -> urllib3.PoolManager:
+    return urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=1, read=1))
+
+
+def post(
+    http: urllib3.PoolManager,
+    url: str,
+    document: Any,
+    *,
+    token: str | None = TOKEN,
+    path: str = "/v25.0/106540352242922/messages",
+) -> urllib3.BaseHTTPResponse:
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return http.request("POST", url + path, body=json.dumps(document).encode(), headers=headers)
+
+
+def test_default_answers_are_metas(graph: FakeGraphApi, http: urllib3.PoolManager) -> None:
+    read = post(http, graph.url, READ)
+    sent = post(http, graph.url, SEND)
+
+    assert read.status == 200
+    assert read.json() == {"success": True}
+    assert sent.status == 200
+    answer = sent.json()
+    assert answer["messaging_product"] == "whatsapp"
+    assert answer["contacts"] == [{"input": "16505551234", "wa_id": "16505551234"}]
+    assert answer["messages"][0]["id"].startswith("wamid.fake.")
+    assert [r.kind for r in graph.requests] == ["read", "send"]
+    assert graph.read_receipts()[0].json == READ
+    assert graph.sent_messages()[0].phone_number_id == "106540352242922"
+    assert graph.sent_messages()[0].headers["authorization"] == f"Bearer {TOKEN}"
+
+
+def test_missing_or_wrong_token_is_meta_190(graph: FakeGraphApi, http: urllib3.PoolManager) -> None:
+    graph.enqueue(meta_error(130429))
+
+    missing = post(http, graph.url, SEND, token=None)
+    wrong = post(http, graph.url, SEND, token="nope")
+
+    for response in (missing, wrong):
+        assert response.status == 401
+        assert response.json()["error"]["code"] == 190
+    assert graph.pending_answers() == 1  # refusals do not consume the script
+    assert [r.answer for r in graph.requests] == ["unauthorized", "unauthorized"]
+
+
+def test_script_is_consumed_in_order_by_matching_kind(
+    graph: FakeGraphApi, http: urllib3.PoolManager
+) -> None:
+    graph.enqueue(meta_error(131056, http_status=429, retry_after=7), ok(), kind="send")
+    graph.enqueue(meta_error(131000, http_status=500, is_transient=True), kind="read")
+
+    read = post(http, graph.url, READ)
+    first = post(http, graph.url, SEND)
+    second = post(http, graph.url, SEND)
+    third = post(http, graph.url, SEND)
+
+    assert read.status == 500
+    assert read.json()["error"]["is_transient"] is True
+    assert first.status == 429
+    assert first.headers["Retry-After"] == "7"
+    error = first.json()["error"]
+    assert error["code"] == 131056
+    assert error["message"].startswith("(#131056)")
+    assert error["type"] == "OAuthException"
+    assert error["error_data"]["messaging_product"] == "whatsapp"
+    assert error["error_data"]["details"]
+    assert error["fbtrace_id"]
+    assert second.status == 200
+    assert third.status == 200
+    assert graph.pending_answers() == 0
+
+
+def test_http_error_has_an_html_body(graph: FakeGraphApi, http: urllib3.PoolManager) -> None:
+    graph.enqueue(http_error(503))
+
+    response = post(http, graph.url, SEND)
+
+    assert response.status == 503
+    assert response.headers["Content-Type"] == "text/html"
+    assert response.data.startswith(b"<html>")
+
+
+def test_hang_outlasts_a_client_timeout(graph: FakeGraphApi) -> None:
+    graph.enqueue(hang(2.0))
+    impatient = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=1, read=0.2))
+
+    with pytest.raises(urllib3.exceptions.ReadTimeoutError):
+        post(impatient, graph.url, SEND)
+
+
+def test_reset_connection_breaks_the_connection(
+    graph: FakeGraphApi, http: urllib3.PoolManager
+) -> None:
+    graph.enqueue(reset_connection())
+
+    with pytest.raises(urllib3.exceptions.ProtocolError):
+        post(http, graph.url, SEND)
+    assert graph.sent_messages()[0].answer == "reset_connection"
+    assert post(http, graph.url, SEND).status == 200  # the server itself is fine
+
+
+def test_control_endpoints_script_list_and_reset(
+    graph: FakeGraphApi, http: urllib3.PoolManager
+) -> None:
+    script = {
+        "kind": "send",
+        "answers": [
+            {"type": "meta_error", "code": 130429},
+            {"type": "http_error", "status": 502},
+            {"type": "ok"},
+        ],
+    }
+    assert http.request("POST", graph.url + "/__fake/script", body=json.dumps(script)).status == 200
+
+    statuses = [post(http, graph.url, SEND).status for _ in range(3)]
+    listed = http.request("GET", graph.url + "/__fake/requests").json()
+    bad = http.request("POST", graph.url + "/__fake/script", body=b'{"answers":[{"type":"x"}]}')
+    reset = http.request("POST", graph.url + "/__fake/reset")
+
+    assert statuses == [400, 502, 200]
+    assert [item["kind"] for item in listed] == ["send"] * 3
+    assert listed[0]["json"] == SEND
+    assert bad.status == 400
+    assert reset.status == 200
+    assert graph.requests == []
+
+
+def test_other_paths_are_recorded_and_refused(
+    graph: FakeGraphApi, http: urllib3.PoolManager
+) -> None:
+    response = post(http, graph.url, SEND, path="/v25.0/123/media")
+
+    assert response.status == 400
+    assert graph.requests[0].kind == "other"
+
+
+def test_latency_is_added_and_wait_for_sees_requests(http: urllib3.PoolManager) -> None:
+    with FakeGraphApi(latency_seconds=0.1) as graph:
+        post(http, graph.url, SEND, token=None)
+        assert graph.wait_for(1, kind="send", timeout=1)
+        assert not graph.wait_for(1, kind="read", timeout=0.05)
+
+
+def test_only_loopback_is_bound() -> None:
+    with pytest.raises(ValueError, match="loopback"):
+        FakeGraphApi(host="192.0.2.1")
+
+
+def test_standalone_main_serves_until_told(http: urllib3.PoolManager) -> None:
+    seen: list[int] = []
+
+    def drive(graph: FakeGraphApi) -> None:
+        seen.append(post(http, graph.url, SEND, token="t").status)
+
+    main(["--port", "0", "--token", "t", "--latency", "0"], serve=drive)
+
+    assert seen == [200]
