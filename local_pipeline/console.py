@@ -1,0 +1,194 @@
+"""The readable side of `make run`: one line per pipeline event, phone numbers masked.
+
+Events are derived from what the pipeline's pieces observe — the gateway's exchanges, the
+consumer worker's batch results and warnings, the fake Graph API's recorded calls — never from
+the handlers printing. No message text is shown.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from typing import IO, Any
+
+from functions.common.masking import mask_phone
+from functions.domain.webhook import InvalidPayload, parse_delivery
+from local_pipeline.gateway import Exchange
+
+_COLORS = {
+    "dim": "\033[2m",
+    "green": "\033[32m",
+    "yellow": "\033[33m",
+    "red": "\033[31m",
+    "cyan": "\033[36m",
+    "bold": "\033[1m",
+}
+_RESET = "\033[0m"
+
+
+def short_id(wamid: str | None) -> str:
+    """A stable 6-character tag for a wamid, so one message's lines can be followed."""
+    if not wamid:
+        return "------"
+    return hashlib.sha256(wamid.encode("utf-8")).hexdigest()[:6]
+
+
+class Console:
+    def __init__(self, stream: IO[str], *, color: bool | None = None) -> None:
+        self._stream = stream
+        if color is None:
+            color = stream.isatty() and not os.environ.get("NO_COLOR")
+        self._color = color
+        self._lock = threading.Lock()
+        self._received_at: dict[str, float] = {}
+
+    # --- plain output ----------------------------------------------------------------------
+
+    def line(self, text: str = "") -> None:
+        with self._lock:
+            self._stream.write(text + "\n")
+            self._stream.flush()
+
+    def paint(self, text: str, color: str) -> str:
+        return f"{_COLORS[color]}{text}{_RESET}" if self._color else text
+
+    def event(self, tag: str, color: str, text: str) -> None:
+        stamp = datetime.now().strftime("%H:%M:%S.%f")[:-3]
+        self.line(f"{self.paint(stamp, 'dim')}  {self.paint(f'{tag:<9}', color)} {text}")
+
+    def _since_received(self, wamid: str | None) -> str:
+        started = self._received_at.get(wamid or "")
+        return "" if started is None else f" {time.monotonic() - started:.2f} s after receipt"
+
+    # --- gateway -----------------------------------------------------------------------------
+
+    def exchange(self, exchange: Exchange) -> None:
+        summary = f"{exchange.method} {exchange.path} -> {exchange.status}"
+        timing = f"({exchange.duration_ms:.0f} ms)"
+        if exchange.error:
+            self.event("error", "red", f"{summary} handler raised {exchange.error} {timing}")
+            return
+        if exchange.method != "POST" or exchange.status != 200:
+            color = "green" if exchange.status < 400 else "yellow"
+            self.event("request", color, f"{summary} {_error_name(exchange)} {timing}".strip())
+            return
+        try:
+            delivery = parse_delivery(json.loads(exchange.request_body))
+        except (ValueError, InvalidPayload):
+            self.event("received", "green", f"{summary} {timing}")
+            return
+        counts = f"{len(delivery.messages)} message(s), {len(delivery.statuses)} status(es)"
+        self.event("received", "green", f"{summary} {counts} {timing}")
+        for received in delivery.messages:
+            message = received.message
+            self._received_at.setdefault(message.wamid, exchange.received_at)
+            self.event(
+                "queued",
+                "cyan",
+                f"msg {short_id(message.wamid)} {message.type} from "
+                f"{mask_phone(received.sender_key)} to number {received.business.phone_number_id}",
+            )
+        for status in delivery.statuses:
+            codes = ",".join(error.code_label for error in status.errors)
+            self.event(
+                "status",
+                "dim",
+                f"{status.status} for our msg {short_id(status.wamid)} to "
+                f"{mask_phone(status.recipient_id)}{' codes ' + codes if codes else ''}"
+                " (no reply)",
+            )
+        for error in delivery.errors:
+            self.event("webhook", "yellow", f"value-level error code {error.code_label}")
+        for field in delivery.ignored_fields:
+            self.event("ignored", "dim", f"change field {field!r} acknowledged")
+
+    # --- fake Graph API ----------------------------------------------------------------------
+
+    def graph_call(self, call: Mapping[str, Any]) -> None:
+        """One call the fake Graph API recorded (a `RecordedRequest.to_json()`)."""
+        document = _mapping(call.get("json"))
+        answer = str(call.get("answer") or "ok")
+        kind = call.get("kind")
+        if kind == "read":
+            wamid = document.get("message_id")
+            if answer == "ok":
+                self.event(
+                    "read",
+                    "green",
+                    f"msg {short_id(wamid)} marked read{self._since_received(wamid)}",
+                )
+            else:
+                self.event("read", "yellow", f"msg {short_id(wamid)} read receipt got {answer}")
+        elif kind == "send":
+            context = _mapping(document.get("context"))
+            wamid = context.get("message_id")
+            what = f"{document.get('type', '?')} to {mask_phone(str(document.get('to') or ''))}"
+            thread = f"in thread of msg {short_id(wamid)}" if wamid else "(not threaded)"
+            if answer == "ok":
+                self.event("replied", "green", f"{what} {thread}{self._since_received(wamid)}")
+            else:
+                self.event("send", "yellow", f"{what} {thread} got {answer}")
+        else:
+            self.event("graph", "dim", f"{call.get('method')} {call.get('path')} got {answer}")
+
+    # --- consumer worker ---------------------------------------------------------------------
+
+    def worker_event(self, document: Mapping[str, Any]) -> None:
+        kind = document.get("event")
+        if kind == "batch":
+            self._batch(document)
+        elif kind == "log":
+            fields = document.get("fields") or {}
+            details = " ".join(f"{key}={value}" for key, value in sorted(fields.items()))
+            color = "red" if document.get("level") in ("ERROR", "CRITICAL") else "yellow"
+            self.event("consumer", color, f"{document.get('message')} {details}".strip())
+
+    def _batch(self, document: Mapping[str, Any]) -> None:
+        if document.get("error"):
+            self.event(
+                "error", "red", f"consumer raised {document['error']}: whole batch will retry"
+            )
+        max_receives = document.get("max_receive_count")
+        for record in document.get("records") or []:
+            label = (
+                f"msg {short_id(record.get('wamid'))} {record.get('message_type') or '?'} "
+                f"from {record.get('sender') or '<none>'}"
+            )
+            attempt = record.get("receive_count")
+            if record.get("succeeded"):
+                self.event("done", "dim", f"{label} (attempt {attempt})")
+                continue
+            if max_receives and attempt and attempt >= max_receives:
+                self.event(
+                    "failed",
+                    "red",
+                    f"{label} failed attempt {attempt}/{max_receives}: "
+                    "moving to the dead-letter queue",
+                )
+                continue
+            seconds = record.get("visibility_timeout")
+            when = (
+                f"retry in {seconds} s"
+                if seconds is not None
+                else "retry after the queue's visibility timeout"
+            )
+            self.event("retry", "yellow", f"{label} failed attempt {attempt}: {when}")
+
+
+def _error_name(exchange: Exchange) -> str:
+    try:
+        document = json.loads(exchange.response_body)
+    except ValueError:
+        return ""
+    if isinstance(document, Mapping) and isinstance(document.get("error"), str):
+        return str(document["error"])
+    return ""
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
