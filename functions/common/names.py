@@ -16,6 +16,8 @@ ENV_IDEMPOTENCY_TABLE: Final = "IDEMPOTENCY_TABLE"
 ENV_SERVICE_NAME: Final = "POWERTOOLS_SERVICE_NAME"
 ENV_METRICS_NAMESPACE: Final = "POWERTOOLS_METRICS_NAMESPACE"
 ENV_LOG_LEVEL: Final = "LOG_LEVEL"
+# Optional: a reply rules file other than the one shipped in functions/consumer/.
+ENV_REPLY_RULES_PATH: Final = "REPLY_RULES_PATH"
 
 DEFAULT_GRAPH_API_URL: Final = "https://graph.facebook.com"
 DEFAULT_GRAPH_API_VERSION: Final = "v25.0"
@@ -58,6 +60,8 @@ METRIC_RETRY_SCHEDULED: Final = "RetriesScheduled"  # [service, ErrorCode]
 METRIC_DUPLICATE_SKIPPED: Final = "DuplicatesSkipped"  # [service]
 METRIC_POISON_RECORD: Final = "PoisonRecords"  # [service] records that could not be parsed
 METRIC_TEMPLATE_FALLBACK: Final = "TemplateFallbacks"  # [service] 131047 answered by a template
+# [service] a redelivered message whose earlier attempt died mid-send: not sent again.
+METRIC_REPLY_UNCERTAIN: Final = "RepliesUncertain"
 METRIC_END_TO_END_LATENCY: Final = (
     "EndToEndLatency"  # [service] ms, webhook receipt -> reply accepted
 )

@@ -1,0 +1,195 @@
+"""The Graph API over urllib3: one connection pool per execution environment, keep-alive,
+timeouts well inside the function's, no retries and no sleeps (retrying is SQS's job).
+
+Every failure is a typed `GraphApiError` carrying Meta's `code`, `details`, `fbtrace_id`,
+`is_transient`, the HTTP status and a parsed `Retry-After`: Meta's error JSON, an HTML 5xx page
+(`http_<status>`), a timeout (`timeout`), a refused or reset connection (`network`) alike. The
+access token comes from the credentials source on every call (cached there) and is never logged
+or put in an error.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Final
+
+from functions.domain.error_policy import (
+    CODE_CREDENTIALS_UNAVAILABLE,
+    CODE_INVALID_RESPONSE,
+    CODE_NETWORK,
+    CODE_TIMEOUT,
+)
+from functions.domain.graph import GraphApiError
+from functions.domain.ports import CredentialSource, CredentialsUnavailable
+
+if TYPE_CHECKING:
+    import urllib3
+
+# Two calls per record (read receipt, reply), both inside the 30 s function timeout.
+CONNECT_TIMEOUT_SECONDS: Final = 3.0
+READ_TIMEOUT_SECONDS: Final = 8.0
+# Worst case for one record: both calls time out.
+WORST_CASE_RECORD_SECONDS: Final = 2 * (CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS)
+POOL_MAXSIZE: Final = 10  # one connection per concurrently processed conversation
+TOKEN_EXPIRED_CODE: Final = 190
+_MAX_ERROR_TEXT = 300
+
+
+@lru_cache(maxsize=1)
+def shared_pool() -> urllib3.PoolManager:
+    """The execution environment's connection pool (keep-alive across invocations)."""
+    import urllib3
+
+    return urllib3.PoolManager(
+        num_pools=4,
+        maxsize=POOL_MAXSIZE,
+        block=False,
+        retries=False,
+        timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT_SECONDS, read=READ_TIMEOUT_SECONDS),
+    )
+
+
+class GraphClient:
+    """`GraphApi` for `{base_url}/{version}/{phone_number_id}/messages`."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        version: str,
+        credentials: CredentialSource,
+        pool: urllib3.PoolManager | None = None,
+    ) -> None:
+        self._base = f"{base_url.rstrip('/')}/{version.strip('/')}"
+        self._credentials = credentials
+        self._pool = pool
+
+    def mark_read(self, phone_number_id: str, body: Mapping[str, Any]) -> None:
+        document = self._post(phone_number_id, body)
+        if document.get("success") is not True:
+            raise GraphApiError(CODE_INVALID_RESPONSE, message="read receipt not acknowledged")
+
+    def send(self, phone_number_id: str, body: Mapping[str, Any]) -> str:
+        document = self._post(phone_number_id, body)
+        messages = document.get("messages")
+        if isinstance(messages, list) and messages and isinstance(messages[0], Mapping):
+            message_id = messages[0].get("id")
+            if isinstance(message_id, str) and message_id:
+                return message_id
+        raise GraphApiError(CODE_INVALID_RESPONSE, message="send answer carries no message id")
+
+    # ------------------------------------------------------------------------------------------
+
+    def _post(self, phone_number_id: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
+        import urllib3
+
+        try:
+            token = self._credentials.current().access_token
+        except CredentialsUnavailable as error:
+            raise GraphApiError(CODE_CREDENTIALS_UNAVAILABLE, message=str(error)) from None
+        pool = self._pool or shared_pool()
+        try:
+            response = pool.request(
+                "POST",
+                f"{self._base}/{phone_number_id}/messages",
+                body=json.dumps(body, ensure_ascii=False).encode("utf-8"),
+                headers={
+                    "Authorization": f"Bearer {token}",
+                    "Content-Type": "application/json",
+                    "Accept": "application/json",
+                },
+                retries=False,
+                preload_content=True,
+            )
+        except urllib3.exceptions.NewConnectionError as error:
+            # Refused / unresolvable (urllib3 makes it a ConnectTimeoutError subclass).
+            raise GraphApiError(CODE_NETWORK, message=type(error).__name__) from None
+        except (urllib3.exceptions.TimeoutError, TimeoutError) as error:
+            raise GraphApiError(CODE_TIMEOUT, message=type(error).__name__) from None
+        except urllib3.exceptions.HTTPError as error:
+            # NewConnectionError, ProtocolError (reset, remote closed), SSLError, ...
+            raise GraphApiError(CODE_NETWORK, message=type(error).__name__) from None
+        except OSError as error:
+            raise GraphApiError(CODE_NETWORK, message=type(error).__name__) from None
+        document = _json_object(response.data)
+        if 200 <= response.status < 300:
+            if document is None:
+                raise GraphApiError(
+                    CODE_INVALID_RESPONSE,
+                    message="answer is not a JSON object",
+                    http_status=response.status,
+                )
+            return document
+        refused = meta_error(response.status, document, response.headers.get("Retry-After"))
+        if refused.meta_code == TOKEN_EXPIRED_CODE:
+            # The secret may have been rotated: the next attempt reads it afresh (rate-limited).
+            self._refresh_credentials()
+        raise refused
+
+    def _refresh_credentials(self) -> None:
+        try:
+            self._credentials.refreshed()
+        except CredentialsUnavailable:
+            return  # the 190 is what gets reported; the next attempt tries the secret again
+
+
+def meta_error(
+    status: int, document: Mapping[str, Any] | None, retry_after: str | None
+) -> GraphApiError:
+    """Read Meta's `{"error": {...}}`; a body without one is `http_<status>`."""
+    retry_after_seconds = parse_retry_after(retry_after)
+    error = document.get("error") if document is not None else None
+    if not isinstance(error, Mapping):
+        return GraphApiError(
+            f"http_{status}", http_status=status, retry_after_seconds=retry_after_seconds
+        )
+    code = error.get("code")
+    if isinstance(code, str) and code.isdigit():
+        code = int(code)
+    meta_code = code if isinstance(code, int) and not isinstance(code, bool) else None
+    error_data = error.get("error_data")
+    details = error_data.get("details") if isinstance(error_data, Mapping) else None
+    subcode = error.get("error_subcode")
+    is_transient = error.get("is_transient")
+    fbtrace_id = error.get("fbtrace_id")
+    return GraphApiError(
+        str(meta_code) if meta_code is not None else f"http_{status}",
+        message=_short(error.get("message")),
+        http_status=status,
+        meta_code=meta_code,
+        subcode=subcode if isinstance(subcode, int) else None,
+        details=_short(details),
+        fbtrace_id=fbtrace_id if isinstance(fbtrace_id, str) else None,
+        is_transient=is_transient if isinstance(is_transient, bool) else None,
+        retry_after_seconds=retry_after_seconds,
+    )
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """`Retry-After` as seconds: delta-seconds or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
+
+
+def _json_object(data: bytes) -> Mapping[str, Any] | None:
+    try:
+        document = json.loads(data) if data else None
+    except ValueError:
+        return None
+    return document if isinstance(document, Mapping) else None
+
+
+def _short(value: object) -> str:
+    return value[:_MAX_ERROR_TEXT] if isinstance(value, str) else ""

@@ -1,0 +1,71 @@
+"""Backoff through SQS: raise failed records' visibility timeouts in one batch call.
+
+The queue URL is `QUEUE_URL` when set, else resolved once from the record's `eventSourceARN`
+(`arn:aws:sqs:<region>:<account>:<name>`). A change that SQS refuses is reported back (the record
+then reappears after the queue's default visibility timeout: later, never lost).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any, Final
+
+from functions.common import aws_clients
+from functions.domain.graph import VisibilityChange
+
+MAX_BATCH: Final = 10
+
+
+class SqsVisibility:
+    """`VisibilityControl` over ChangeMessageVisibilityBatch."""
+
+    def __init__(self, queue_url: str | None) -> None:
+        self._queue_url = queue_url
+
+    def change(self, changes: Sequence[VisibilityChange]) -> list[str]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        sqs = aws_clients.client("sqs")
+        failed: list[str] = []
+        by_queue: dict[str, list[VisibilityChange]] = {}
+        for change in changes:
+            try:
+                url = self._queue_url or _queue_url(sqs, change.event_source_arn)
+            except (ClientError, BotoCoreError, ValueError):
+                failed.append(change.message_id)
+                continue
+            by_queue.setdefault(url, []).append(change)
+        for url, queue_changes in by_queue.items():
+            for start in range(0, len(queue_changes), MAX_BATCH):
+                chunk = queue_changes[start : start + MAX_BATCH]
+                entries = [
+                    {
+                        "Id": str(index),
+                        "ReceiptHandle": change.receipt_handle,
+                        "VisibilityTimeout": change.timeout_seconds,
+                    }
+                    for index, change in enumerate(chunk)
+                ]
+                try:
+                    answer = sqs.change_message_visibility_batch(QueueUrl=url, Entries=entries)
+                except (ClientError, BotoCoreError):
+                    failed.extend(change.message_id for change in chunk)
+                    continue
+                failed.extend(
+                    chunk[int(entry["Id"])].message_id for entry in answer.get("Failed", [])
+                )
+        return failed
+
+
+def _queue_url(sqs: Any, event_source_arn: str) -> str:
+    parts = event_source_arn.split(":")
+    if len(parts) != 6 or parts[2] != "sqs":
+        raise ValueError("not an SQS queue ARN")
+    return _resolve(sqs, parts[5], parts[4])
+
+
+@lru_cache(maxsize=16)
+def _resolve(sqs: Any, name: str, account: str) -> str:
+    url: str = sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+    return url

@@ -1,0 +1,22 @@
+"""Entry point of the consumer Lambda: FIFO SQS batch -> read receipt + threaded reply."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.common.observability import logger, metrics, tracer
+from functions.consumer import wiring
+from functions.consumer.events import inbox_records
+from functions.consumer.telemetry import report_batch
+from functions.domain.consume import consume_batch
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    result = consume_batch(inbox_records(event), wiring.consumer(context))
+    report_batch(result)
+    return {"batchItemFailures": result.batch_item_failures()}

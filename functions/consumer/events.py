@@ -1,0 +1,34 @@
+"""The SQS event, read into the use case's plain records."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from functions.domain.consume import InboxRecord
+
+
+def inbox_records(event: Mapping[str, Any]) -> list[InboxRecord]:
+    records = event.get("Records")
+    if not isinstance(records, list):
+        return []
+    return [_record(raw) for raw in records if isinstance(raw, Mapping)]
+
+
+def _record(raw: Mapping[str, Any]) -> InboxRecord:
+    attributes = raw.get("attributes")
+    attributes = attributes if isinstance(attributes, Mapping) else {}
+    message_id = str(raw.get("messageId") or "")
+    try:
+        receive_count = int(attributes.get("ApproximateReceiveCount") or 1)
+    except (TypeError, ValueError):
+        receive_count = 1
+    body = raw.get("body")
+    return InboxRecord(
+        message_id=message_id,
+        body=body if isinstance(body, str) else "",
+        group_id=str(attributes.get("MessageGroupId") or message_id),
+        receive_count=max(1, receive_count),
+        receipt_handle=str(raw.get("receiptHandle") or ""),
+        event_source_arn=str(raw.get("eventSourceARN") or ""),
+    )

@@ -1,0 +1,137 @@
+"""Metrics and log lines for a consumed batch, emitted from the handler's thread.
+
+Every failure emits a metric with an `ErrorCode` dimension. Log lines carry the wamid and the SQS
+`messageId`, numbers masked; never message text, never a token.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from functions.common.masking import mask_phone
+from functions.common.names import (
+    DIM_ERROR_CLASS,
+    DIM_ERROR_CODE,
+    METRIC_DUPLICATE_SKIPPED,
+    METRIC_END_TO_END_LATENCY,
+    METRIC_GRAPH_API_ERROR,
+    METRIC_GRAPH_API_ERROR_CLASS,
+    METRIC_PERMANENT_FAILURE,
+    METRIC_POISON_RECORD,
+    METRIC_READ_RECEIPT_SENT,
+    METRIC_REPLY_SENT,
+    METRIC_REPLY_UNCERTAIN,
+    METRIC_RETRY_SCHEDULED,
+    METRIC_TEMPLATE_FALLBACK,
+)
+from functions.common.observability import count_by_dimension, logger, metrics
+from functions.domain.consume import BatchResult, RecordOutcome, Result
+
+_COUNTED_RESULTS = {
+    Result.DUPLICATE: METRIC_DUPLICATE_SKIPPED,
+    Result.UNCERTAIN: METRIC_REPLY_UNCERTAIN,
+    Result.POISON: METRIC_POISON_RECORD,
+}
+
+# result -> (log level, message). Records that failed a call but are done log at WARNING.
+_LOG_LINES = {
+    Result.INTERNAL_ERROR: ("error", "record failed on an unexpected error"),
+    Result.POISON: ("error", "unreadable record; it goes to the DLQ after maxReceiveCount"),
+    Result.PERMANENT: ("warning", "reply refused permanently; not retried"),
+    Result.UNCERTAIN: (
+        "warning",
+        "an earlier attempt died while sending this reply; not sending it twice",
+    ),
+    Result.RETRY: ("warning", "record will be retried"),
+    Result.HELD_BACK: ("info", "record held back behind its conversation"),
+}
+
+
+def report_batch(result: BatchResult) -> None:
+    graph_errors: Counter[str] = Counter()
+    graph_error_classes: Counter[str] = Counter()
+    permanent: Counter[str] = Counter()
+    retries: Counter[str] = Counter()
+    totals: Counter[str] = Counter()
+    for outcome in result.outcomes:
+        graph_errors.update(failure.code for failure in outcome.failures)
+        graph_error_classes.update(failure.error_class for failure in outcome.failures)
+        totals[METRIC_READ_RECEIPT_SENT] += outcome.read_receipt_sent
+        totals[METRIC_REPLY_SENT] += outcome.reply_sent
+        totals[METRIC_TEMPLATE_FALLBACK] += outcome.template_fallback
+        if outcome.result in _COUNTED_RESULTS:
+            totals[_COUNTED_RESULTS[outcome.result]] += 1
+        if outcome.permanent_code is not None:
+            permanent[outcome.permanent_code] += 1
+        if outcome.retry_code is not None:
+            retries[outcome.retry_code] += 1
+        if outcome.latency_ms is not None:
+            metrics.add_metric(
+                name=METRIC_END_TO_END_LATENCY,
+                unit=MetricUnit.Milliseconds,
+                value=outcome.latency_ms,
+            )
+        _log(outcome)
+    for name, count in totals.items():
+        if count:
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=count)
+    count_by_dimension(METRIC_GRAPH_API_ERROR, DIM_ERROR_CODE, graph_errors)
+    count_by_dimension(METRIC_GRAPH_API_ERROR_CLASS, DIM_ERROR_CLASS, graph_error_classes)
+    count_by_dimension(METRIC_PERMANENT_FAILURE, DIM_ERROR_CODE, permanent)
+    count_by_dimension(METRIC_RETRY_SCHEDULED, DIM_ERROR_CODE, retries)
+    if result.visibility_not_changed:
+        logger.warning(
+            "visibility timeout not raised; the records return after the queue's default",
+            extra={"sqs_message_ids": list(result.visibility_not_changed)},
+        )
+
+
+def _log(outcome: RecordOutcome) -> None:
+    level, message = _LOG_LINES.get(
+        outcome.result,
+        ("warning", "record done with a failed call")
+        if outcome.failures
+        else ("info", "record done"),
+    )
+    extra = _fields(outcome)
+    if outcome.result is Result.INTERNAL_ERROR:
+        logger.error(message, extra=extra, exc_info=outcome.error)
+    else:
+        getattr(logger, level)(message, extra=extra)
+
+
+def _fields(outcome: RecordOutcome) -> dict[str, object]:
+    optional: dict[str, object] = {
+        "sender": mask_phone(outcome.sender) if outcome.sender else None,
+        "message_type": outcome.message_type,
+        "decision": outcome.decision or None,
+        "reply_wamid": outcome.reply_wamid,
+        "reply_type": outcome.reply_type,
+        "template_fallback": outcome.template_fallback or None,
+        "latency_ms": None if outcome.latency_ms is None else round(outcome.latency_ms, 1),
+        "error_code": outcome.retry_code or outcome.permanent_code,
+        "error_class": outcome.retry_class,
+        "visibility_timeout_seconds": outcome.delay_seconds,
+        "reason": outcome.reason or None,
+        "claim_release_failed": outcome.claim_release_failed or None,
+        "graph_errors": [
+            {
+                "step": f.step,
+                "code": f.code,
+                "class": f.error_class,
+                "http_status": f.http_status,
+                "fbtrace_id": f.fbtrace_id,
+                "details": f.details,
+            }
+            for f in outcome.failures
+        ]
+        or None,
+    }
+    return {
+        "sqs_message_id": outcome.record.message_id,
+        "wamid": outcome.wamid,
+        "result": outcome.result.value,
+        "receive_count": outcome.record.receive_count,
+    } | {key: value for key, value in optional.items() if value is not None}

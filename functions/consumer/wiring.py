@@ -1,0 +1,85 @@
+"""Builds the consumer's adapters from the current settings; one instance per configuration.
+
+Settings are read per invocation (tests and the local pipeline change the environment between
+runs); adapters, the connection pool and the parsed reply rules are cached per configuration.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Final
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.adapters.graph_client import WORST_CASE_RECORD_SECONDS, GraphClient
+from functions.adapters.idempotency import (
+    DynamoDbReplyLedger,
+    PowertoolsOncePerMessage,
+    register_lambda_context,
+)
+from functions.adapters.secrets import SecretsManagerCredentials
+from functions.adapters.sqs_visibility import SqsVisibility
+from functions.common.names import ENV_REPLY_RULES_PATH
+from functions.common.settings import ConsumerSettings
+from functions.domain.consume import Consumer
+from functions.domain.reply_rules import ReplyRules, load_rules
+
+DEFAULT_RULES_PATH: Final = Path(__file__).with_name("reply_rules.json")
+# Start a record only if both its Graph calls could time out and still end before the function.
+SAFETY_MARGIN_SECONDS: Final = 2.0
+MAX_CONCURRENT_CONVERSATIONS: Final = 10  # an SQS batch holds at most 10 records
+
+
+def consumer(context: LambdaContext) -> Consumer:
+    settings = ConsumerSettings.from_env()
+    register_lambda_context(context)
+    return Consumer(
+        graph=_graph(settings.graph_api_url, settings.graph_api_version, settings.secret_id),
+        once=_once(settings.idempotency_table),
+        ledger=_ledger(settings.idempotency_table),
+        visibility=SqsVisibility(settings.queue_url),
+        rules=reply_rules(),
+        clock=lambda: datetime.now(UTC),
+        remaining_seconds=_remaining(context),
+        max_workers=MAX_CONCURRENT_CONVERSATIONS,
+        min_seconds_to_start=WORST_CASE_RECORD_SECONDS + SAFETY_MARGIN_SECONDS,
+    )
+
+
+def reply_rules() -> ReplyRules:
+    """The rules file named by REPLY_RULES_PATH, else the shipped one; re-read when it changes."""
+    path = Path(os.environ.get(ENV_REPLY_RULES_PATH) or DEFAULT_RULES_PATH)
+    return _rules(str(path), path.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=4)
+def _rules(path: str, mtime_ns: int) -> ReplyRules:
+    return load_rules(Path(path).read_text(encoding="utf-8"))
+
+
+def _remaining(context: LambdaContext) -> Callable[[], float]:
+    return lambda: context.get_remaining_time_in_millis() / 1000
+
+
+@lru_cache(maxsize=4)
+def _graph(base_url: str, version: str, secret_id: str) -> GraphClient:
+    return GraphClient(base_url=base_url, version=version, credentials=_credentials(secret_id))
+
+
+@lru_cache(maxsize=4)
+def _credentials(secret_id: str) -> SecretsManagerCredentials:
+    return SecretsManagerCredentials(secret_id)
+
+
+@lru_cache(maxsize=4)
+def _once(table_name: str) -> PowertoolsOncePerMessage:
+    return PowertoolsOncePerMessage(table_name)
+
+
+@lru_cache(maxsize=4)
+def _ledger(table_name: str) -> DynamoDbReplyLedger:
+    return DynamoDbReplyLedger(table_name)
