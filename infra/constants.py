@@ -36,3 +36,41 @@ DEFAULT_MAX_CONCURRENCY: Final = 5
 # Idempotency table schema (contract).
 IDEMPOTENCY_PARTITION_KEY: Final = "id"
 IDEMPOTENCY_TTL_ATTRIBUTE: Final = "expiration"
+
+# --- Lambda packaging and runtime -------------------------------------------------------------
+# One Python version for the Lambda runtime and for the wheels bundled into the asset, so the two
+# cannot drift apart. The wheels are Linux arm64 (Graviton) ones, installed without Docker.
+LAMBDA_PYTHON_VERSION: Final = "3.14"
+LAMBDA_WHEEL_PLATFORM: Final = "manylinux2014_aarch64"
+FUNCTIONS_PACKAGE_DIR: Final = "functions"
+LOG_RETENTION_DAYS: Final = 30
+DEFAULT_LOG_LEVEL: Final = "INFO"
+
+# --- API --------------------------------------------------------------------------------------
+WEBHOOK_PATH: Final = "webhook"
+API_STAGE_NAME: Final = "v1"
+# Meta retries for days and sends at most a few hundred requests per second per app; these stop a
+# flood from reaching Lambda and SQS while leaving room for bursts after an outage.
+DEFAULT_API_RATE_LIMIT_PER_SECOND: Final = 500
+DEFAULT_API_BURST_LIMIT: Final = 1000
+
+# --- Alarm thresholds (units in the names) ----------------------------------------------------
+# Alarms look at windows of this length: long enough that one retried blip does not page.
+ALARM_WINDOW_MINUTES: Final = 5
+# A reply this late is no longer a conversation: page. Backoff on rate limits stays well below.
+DEFAULT_OLDEST_MESSAGE_ALARM_SECONDS: Final = 900
+# Meta wants the webhook acknowledged within 250 ms (median) and 1 s (p99).
+ACK_LATENCY_TARGET_P50_MS: Final = 250
+ACK_LATENCY_TARGET_P99_MS: Final = 1000
+ACK_LATENCY_BREACHING_WINDOWS: Final = 2  # of the last 3 windows: a cold start alone never pages
+INGEST_5XX_ALARM_COUNT: Final = 5  # per window: Meta retries one blip, a run means lost acks
+DEFAULT_BAD_SIGNATURE_ALARM_COUNT: Final = 50  # per window: a wrong appSecret, or someone probing
+
+# --- Stack outputs (tools/dlq.py and docs read them by these keys) ----------------------------
+OUTPUT_WEBHOOK_URL: Final = "WebhookUrl"
+OUTPUT_DASHBOARD_URL: Final = "DashboardUrl"
+OUTPUT_ALARM_TOPIC_ARN: Final = "AlarmTopicArn"
+OUTPUT_QUEUE_URL: Final = "QueueUrl"
+OUTPUT_DLQ_URL: Final = "DeadLetterQueueUrl"
+OUTPUT_SECRET_ARN: Final = "SecretArn"  # noqa: S105 - an output key
+OUTPUT_CONSUMER_LOG_GROUP: Final = "ConsumerLogGroupName"

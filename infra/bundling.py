@@ -1,0 +1,135 @@
+"""The one code asset both functions run from, built on this machine without Docker.
+
+The asset is the repository's `functions/` package (every file in it, `.py` or not, without
+bytecode caches) plus the runtime dependencies pinned in `pyproject.toml`, installed as Linux arm64
+wheels for the Lambda runtime's Python version by `pip install --platform ... --only-binary=:all:`
+(transitive versions pinned by `constraints.txt`). pip's own download cache makes a second build
+sub-second; CDK skips bundling entirely when `cdk.out/` already holds an asset with the same hash,
+which covers the source files, the pins and the target platform.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import cast
+
+import jsii
+from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
+from aws_cdk import aws_lambda as lambda_
+
+from infra.constants import FUNCTIONS_PACKAGE_DIR, LAMBDA_PYTHON_VERSION, LAMBDA_WHEEL_PLATFORM
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# What never belongs in the asset, wherever it sits under `functions/`.
+EXCLUDED_PATTERNS = ("__pycache__", "*.pyc", "*.pyo", ".mypy_cache", ".pytest_cache")
+# CDK insists on an image for the Docker fallback; it is never pulled because local bundling
+# always answers (or raises), and this machine has no Docker engine anyway.
+_UNUSED_IMAGE = "public.ecr.aws/sam/build-python3.14:latest"
+
+
+class BundlingError(RuntimeError):
+    """pip could not install the pinned runtime dependencies for the Lambda platform."""
+
+
+def runtime_requirements(repo_root: Path = REPO_ROOT) -> list[str]:
+    """The `[project] dependencies` of pyproject.toml: exactly what the functions import."""
+    with (repo_root / "pyproject.toml").open("rb") as handle:
+        project = tomllib.load(handle)["project"]
+    return [str(requirement) for requirement in project["dependencies"]]
+
+
+def pip_command(output_dir: str, repo_root: Path = REPO_ROOT) -> list[str]:
+    """The pip invocation that fills `output_dir` with Linux arm64 wheels for the runtime."""
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-compile",
+        "--platform",
+        LAMBDA_WHEEL_PLATFORM,
+        "--implementation",
+        "cp",
+        "--python-version",
+        LAMBDA_PYTHON_VERSION,
+        "--only-binary=:all:",
+        "--target",
+        output_dir,
+    ]
+    constraints = repo_root / "constraints.txt"
+    if constraints.is_file():
+        command += ["--constraint", str(constraints)]
+    return [*command, *runtime_requirements(repo_root)]
+
+
+@jsii.implements(ILocalBundling)
+class LocalPipBundling:
+    """`ILocalBundling` that installs the dependencies with pip and copies `functions/`."""
+
+    def __init__(self, repo_root: Path = REPO_ROOT) -> None:
+        self._repo_root = repo_root
+
+    def try_bundle(self, output_dir: str, options: BundlingOptions) -> bool:
+        result = subprocess.run(  # noqa: S603 - fixed argv, no shell
+            pip_command(output_dir, self._repo_root),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise BundlingError(
+                "pip could not install the Lambda dependencies "
+                f"(exit {result.returncode}):\n{result.stderr.strip()}"
+            )
+        shutil.copytree(
+            self._repo_root / FUNCTIONS_PACKAGE_DIR,
+            Path(output_dir) / FUNCTIONS_PACKAGE_DIR,
+            ignore=shutil.ignore_patterns(*EXCLUDED_PATTERNS),
+            dirs_exist_ok=True,
+        )
+        return True
+
+
+def source_fingerprint(repo_root: Path = REPO_ROOT) -> str:
+    """Hash of everything that decides the asset's content: sources, pins and target platform."""
+    digest = hashlib.sha256()
+    for item in (LAMBDA_PYTHON_VERSION, LAMBDA_WHEEL_PLATFORM, *runtime_requirements(repo_root)):
+        digest.update(item.encode() + b"\0")
+    constraints = repo_root / "constraints.txt"
+    if constraints.is_file():
+        digest.update(constraints.read_bytes())
+    package = repo_root / FUNCTIONS_PACKAGE_DIR
+    for path in sorted(package.rglob("*")):
+        relative = path.relative_to(package)
+        if not path.is_file() or _excluded(relative):
+            continue
+        digest.update(relative.as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _excluded(relative: Path) -> bool:
+    return any(
+        part in {"__pycache__", ".mypy_cache", ".pytest_cache"} for part in relative.parts
+    ) or relative.suffix in {".pyc", ".pyo"}
+
+
+def bundled_code(repo_root: Path = REPO_ROOT) -> lambda_.Code:
+    """The functions' shared code asset, bundled locally (see the module docstring)."""
+    return lambda_.Code.from_asset(
+        str(repo_root / FUNCTIONS_PACKAGE_DIR),
+        asset_hash_type=AssetHashType.CUSTOM,
+        asset_hash=source_fingerprint(repo_root),
+        bundling=BundlingOptions(
+            image=DockerImage.from_registry(_UNUSED_IMAGE),
+            # jsii calls try_bundle(output_dir, options) positionally; its generated Protocol
+            # spells the options out as keywords, which no Python class can match both ways.
+            local=cast(ILocalBundling, LocalPipBundling(repo_root)),
+        ),
+    )

@@ -1,0 +1,248 @@
+"""The whole relay in one stack: the stack composes, each construct owns one concern."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import Aws, CfnOutput, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from functions.common.names import (
+    CONSUMER_SERVICE,
+    DEFAULT_GRAPH_API_URL,
+    DEFAULT_GRAPH_API_VERSION,
+    DEFAULT_METRICS_NAMESPACE,
+    ENV_GRAPH_API_URL,
+    ENV_GRAPH_API_VERSION,
+    ENV_IDEMPOTENCY_TABLE,
+    ENV_QUEUE_URL,
+    ENV_SECRET_ID,
+    INGEST_SERVICE,
+)
+from infra.constants import (
+    CONSUMER_BATCH_SIZE,
+    CONSUMER_HANDLER,
+    CONSUMER_MEMORY_MB,
+    CONSUMER_TIMEOUT_SECONDS,
+    DEFAULT_API_BURST_LIMIT,
+    DEFAULT_API_RATE_LIMIT_PER_SECOND,
+    DEFAULT_BAD_SIGNATURE_ALARM_COUNT,
+    DEFAULT_LOG_LEVEL,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_RECEIVE_COUNT,
+    DEFAULT_OLDEST_MESSAGE_ALARM_SECONDS,
+    INGEST_HANDLER,
+    INGEST_MEMORY_MB,
+    INGEST_TIMEOUT_SECONDS,
+    LOG_RETENTION_DAYS,
+    OUTPUT_ALARM_TOPIC_ARN,
+    OUTPUT_CONSUMER_LOG_GROUP,
+    OUTPUT_DASHBOARD_URL,
+    OUTPUT_DLQ_URL,
+    OUTPUT_QUEUE_URL,
+    OUTPUT_SECRET_ARN,
+    OUTPUT_WEBHOOK_URL,
+)
+from infra.function_factory import FunctionDefaults, python_function
+from infra.monitoring import MonitoredResources, Monitoring
+from infra.nag import acknowledge
+from infra.queueing import InboundQueues
+from infra.state import CredentialsSecret, IdempotencyTable
+from infra.webhook_api import WebhookApi
+
+# SQS lets one event source mapping run between 2 and 1,000 concurrent batches.
+MIN_MAX_CONCURRENCY = 2
+MAX_MAX_CONCURRENCY = 1000
+MAX_SQS_FIFO_BATCH_SIZE = 10
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RelayProps:
+    """What differs between deployments; every default comes from infra/constants.py."""
+
+    code: lambda_.Code  # the shared asset (infra.bundling.bundled_code() in app.py)
+    api_rate_limit_per_second: int = DEFAULT_API_RATE_LIMIT_PER_SECOND
+    api_burst_limit: int = DEFAULT_API_BURST_LIMIT
+    max_receive_count: int = DEFAULT_MAX_RECEIVE_COUNT
+    consumer_max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    consumer_batch_size: int = CONSUMER_BATCH_SIZE
+    graph_api_url: str = DEFAULT_GRAPH_API_URL
+    graph_api_version: str = DEFAULT_GRAPH_API_VERSION
+    metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
+    log_level: str = DEFAULT_LOG_LEVEL
+    log_retention_days: int = LOG_RETENTION_DAYS
+    oldest_message_alarm_seconds: int = DEFAULT_OLDEST_MESSAGE_ALARM_SECONDS
+    bad_signature_alarm_count: int = DEFAULT_BAD_SIGNATURE_ALARM_COUNT
+    alarm_email: str | None = None
+    web_acl_arn: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.consumer_batch_size <= MAX_SQS_FIFO_BATCH_SIZE:
+            raise ValueError(f"consumer_batch_size must be 1..{MAX_SQS_FIFO_BATCH_SIZE}")
+        if not MIN_MAX_CONCURRENCY <= self.consumer_max_concurrency <= MAX_MAX_CONCURRENCY:
+            raise ValueError(
+                f"consumer_max_concurrency must be {MIN_MAX_CONCURRENCY}..{MAX_MAX_CONCURRENCY}"
+            )
+        if self.api_rate_limit_per_second < 1 or self.api_burst_limit < 1:
+            raise ValueError("API throttling limits must be positive")
+
+
+class WhatsAppRelayStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        props: RelayProps,
+        description: str | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id, description=description)
+        retention = log_retention(props.log_retention_days)
+
+        queues = InboundQueues(self, "Queues", max_receive_count=props.max_receive_count)
+        table = IdempotencyTable(self, "Idempotency").table
+        secret = CredentialsSecret(self, "Credentials").secret
+
+        defaults = FunctionDefaults(
+            code=props.code,
+            metrics_namespace=props.metrics_namespace,
+            log_level=props.log_level,
+            log_retention=retention,
+        )
+        ingest = python_function(
+            self,
+            "Ingest",
+            handler=INGEST_HANDLER,
+            service_name=INGEST_SERVICE,
+            description="whatsapp-relay ingest: verify the webhook, queue each message",
+            memory_mb=INGEST_MEMORY_MB,
+            timeout_seconds=INGEST_TIMEOUT_SECONDS,
+            environment={
+                ENV_QUEUE_URL: queues.queue.queue_url,
+                ENV_SECRET_ID: secret.secret_arn,
+            },
+            defaults=defaults,
+        )
+        consumer = python_function(
+            self,
+            "Consumer",
+            handler=CONSUMER_HANDLER,
+            service_name=CONSUMER_SERVICE,
+            description="whatsapp-relay consumer: mark read and reply through the Graph API",
+            memory_mb=CONSUMER_MEMORY_MB,
+            timeout_seconds=CONSUMER_TIMEOUT_SECONDS,
+            environment={
+                ENV_QUEUE_URL: queues.queue.queue_url,
+                ENV_SECRET_ID: secret.secret_arn,
+                ENV_IDEMPOTENCY_TABLE: table.table_name,
+                ENV_GRAPH_API_URL: props.graph_api_url,
+                ENV_GRAPH_API_VERSION: props.graph_api_version,
+            },
+            defaults=defaults,
+        )
+        # Least privilege, spelled out: each statement is exactly what the code calls.
+        queues.queue.grant(ingest.function, "sqs:SendMessage")  # SendMessageBatch included
+        for fn in (ingest.function, consumer.function):
+            fn.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["secretsmanager:GetSecretValue"], resources=[secret.secret_arn]
+                )
+            )
+        table.grant(
+            consumer.function,
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+        )
+        # The event source mapping grants Receive/Delete/ChangeMessageVisibility/GetQueueAttributes/
+        # GetQueueUrl on the queue (grantConsumeMessages); the consumer itself raises visibility
+        # timeouts for backoff, which that grant covers.
+        consumer.function.add_event_source(
+            event_sources.SqsEventSource(
+                queues.queue,
+                batch_size=props.consumer_batch_size,
+                report_batch_item_failures=True,
+                max_concurrency=props.consumer_max_concurrency,
+            )
+        )
+        for relay_function in (ingest, consumer):
+            acknowledge(
+                relay_function.role,
+                "AwsSolutions-IAM5[Resource::*]",
+                "X-Ray's PutTraceSegments and PutTelemetryRecords (added by active tracing) "
+                "support no resource-level permissions: '*' is the only resource they take.",
+            )
+
+        api = WebhookApi(
+            self,
+            "Webhook",
+            handler=ingest.function,
+            rate_limit_per_second=props.api_rate_limit_per_second,
+            burst_limit=props.api_burst_limit,
+            log_retention=retention,
+            web_acl_arn=props.web_acl_arn,
+        )
+        monitoring = Monitoring(
+            self,
+            "Monitoring",
+            resources=MonitoredResources(
+                stage=api.stage,
+                ingest=ingest.function,
+                consumer=consumer.function,
+                queue=queues.queue,
+                dead_letter_queue=queues.dead_letter_queue,
+            ),
+            metrics_namespace=props.metrics_namespace,
+            oldest_message_alarm_seconds=props.oldest_message_alarm_seconds,
+            bad_signature_alarm_count=props.bad_signature_alarm_count,
+            alarm_email=props.alarm_email,
+        )
+
+        self.queues = queues
+        self.table = table
+        self.secret = secret
+        self.ingest = ingest
+        self.consumer = consumer
+        self.api = api
+        self.monitoring = monitoring
+
+        dashboard_url = (
+            f"https://{Aws.REGION}.console.aws.amazon.com/cloudwatch/home?region={Aws.REGION}"
+            f"#dashboards:name={monitoring.dashboard.dashboard_name}"
+        )
+        outputs = {
+            OUTPUT_WEBHOOK_URL: (api.webhook_url, "Callback URL to register in Meta's app"),
+            OUTPUT_DASHBOARD_URL: (dashboard_url, "CloudWatch dashboard"),
+            OUTPUT_ALARM_TOPIC_ARN: (monitoring.topic.topic_arn, "SNS topic the alarms notify"),
+            OUTPUT_QUEUE_URL: (queues.queue.queue_url, "Inbound FIFO queue"),
+            OUTPUT_DLQ_URL: (queues.dead_letter_queue.queue_url, "Dead-letter FIFO queue"),
+            OUTPUT_SECRET_ARN: (secret.secret_arn, "Fill with put-secret-value (docs/deploy.md)"),
+            OUTPUT_CONSUMER_LOG_GROUP: (consumer.log_group.log_group_name, "Consumer logs"),
+        }
+        for key, (value, meaning) in outputs.items():
+            CfnOutput(self, key, value=value, description=meaning)
+
+
+_RETENTION = {
+    1: logs.RetentionDays.ONE_DAY,
+    3: logs.RetentionDays.THREE_DAYS,
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS,
+    90: logs.RetentionDays.THREE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+}
+
+
+def log_retention(days: int) -> logs.RetentionDays:
+    """CloudWatch Logs accepts only certain retentions; these are the ones this stack offers."""
+    if days not in _RETENTION:
+        raise ValueError(f"log retention must be one of {sorted(_RETENTION)} days")
+    return _RETENTION[days]
