@@ -9,6 +9,7 @@ calling AWS.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -74,6 +75,7 @@ def moto_endpoint() -> Iterator[str]:
     """moto's server on a free loopback port, for the whole session (one per xdist worker)."""
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -101,12 +103,15 @@ class FifoQueues:
     dlq_url: str
     sqs: Any
 
-    def receive_all(self, url: str | None = None, *, limit: int = 10_000) -> list[dict[str, Any]]:
-        """Every visible message of a queue (default: the inbound queue), with attributes."""
+    def drain(self, url: str | None = None, *, limit: int = 10_000) -> list[dict[str, Any]]:
+        """Receive and delete every message of a queue (default: the inbound queue), in the
+        order SQS hands them out. Deleting is what lets a FIFO queue release the next message
+        of the same group."""
+        queue_url = url or self.queue_url
         messages: list[dict[str, Any]] = []
         while len(messages) < limit:
             batch = self.sqs.receive_message(
-                QueueUrl=url or self.queue_url,
+                QueueUrl=queue_url,
                 MaxNumberOfMessages=10,
                 AttributeNames=["All"],
                 MessageAttributeNames=["All"],
@@ -115,6 +120,12 @@ class FifoQueues:
             if not batch:
                 break
             messages.extend(batch)
+            self.sqs.delete_message_batch(
+                QueueUrl=queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)
+                ],
+            )
         return messages
 
 

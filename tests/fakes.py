@@ -1,0 +1,82 @@
+"""In-memory stand-ins for the domain's ports: they record what happened."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from functions.domain.credentials import WhatsAppCredentials
+from functions.domain.ports import CredentialsUnavailable, PublishFailed
+from functions.domain.queued_record import QueuedRecord
+
+
+@dataclass
+class FakeCredentials:
+    """A `CredentialSource`: `stored` is what the secret holds now, `cached` what was read."""
+
+    stored: WhatsAppCredentials
+    cached: WhatsAppCredentials | None = None
+    refresh_allowed: bool = True
+    unavailable: bool = False
+    reads: int = 0
+
+    def current(self) -> WhatsAppCredentials:
+        if self.unavailable:
+            raise CredentialsUnavailable("secret store down")
+        if self.cached is None:
+            self.reads += 1
+            self.cached = self.stored
+        return self.cached
+
+    def refreshed(self) -> WhatsAppCredentials | None:
+        if not self.refresh_allowed:
+            return None
+        self.reads += 1
+        self.cached = self.stored
+        return self.cached
+
+
+@dataclass
+class FakePublisher:
+    """A `MessagePublisher` that keeps what it was given, or fails when told to."""
+
+    published: list[QueuedRecord] = field(default_factory=list)
+    fail_with: str | None = None
+
+    def publish(self, records: Sequence[QueuedRecord]) -> None:
+        if self.fail_with:
+            raise PublishFailed("queue down", accepted=0, error_code=self.fail_with)
+        self.published.extend(records)
+
+
+@dataclass
+class ScriptedSqs:
+    """A boto3 SQS client stand-in for `send_message_batch`: fails chosen entries a set number
+    of times, then accepts them; records every call."""
+
+    fail_times: dict[str, int] = field(default_factory=dict)  # deduplication id -> failures left
+    sender_fault: bool = False
+    raise_error: Exception | None = None
+    calls: list[list[dict[str, Any]]] = field(default_factory=list)
+    accepted: list[dict[str, Any]] = field(default_factory=list)
+
+    def send_message_batch(self, *, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+        self.calls.append(Entries)
+        if self.raise_error is not None:
+            raise self.raise_error
+        failed: list[dict[str, Any]] = []
+        for entry in Entries:
+            left = self.fail_times.get(entry["MessageDeduplicationId"], 0)
+            if left > 0:
+                self.fail_times[entry["MessageDeduplicationId"]] = left - 1
+                failed.append(
+                    {
+                        "Id": entry["Id"],
+                        "Code": "InternalError",
+                        "SenderFault": self.sender_fault,
+                    }
+                )
+            else:
+                self.accepted.append(entry)
+        return {"Successful": [], "Failed": failed}
