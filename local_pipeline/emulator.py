@@ -69,33 +69,12 @@ def create_resources(
 
     `name_suffix` lets tests create several independent sets on one server.
     """
-    sqs = aws_client("sqs", endpoint)
-    dlq_name = _suffixed(DEAD_LETTER_QUEUE_NAME, name_suffix)
-    queue_name = _suffixed(INBOUND_QUEUE_NAME, name_suffix)
-    dlq_url = sqs.create_queue(
-        QueueName=dlq_name,
-        Attributes={
-            "FifoQueue": "true",
-            "MessageRetentionPeriod": str(DLQ_RETENTION_DAYS * SECONDS_PER_DAY),
-        },
-    )["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    queue_url = sqs.create_queue(
-        QueueName=queue_name,
-        Attributes={
-            "FifoQueue": "true",
-            "VisibilityTimeout": str(visibility_timeout_seconds),
-            "MessageRetentionPeriod": str(INBOUND_RETENTION_DAYS * SECONDS_PER_DAY),
-            "RedrivePolicy": json.dumps(
-                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}
-            ),
-        },
-    )["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
-        "Attributes"
-    ]["QueueArn"]
+    queues = create_queues(
+        endpoint,
+        max_receive_count=max_receive_count,
+        visibility_timeout_seconds=visibility_timeout_seconds,
+        name_suffix=name_suffix,
+    )
 
     table_name = _suffixed(IDEMPOTENCY_TABLE_NAME, name_suffix)
     dynamodb = aws_client("dynamodb", endpoint)
@@ -130,13 +109,60 @@ def create_resources(
 
     return LocalResources(
         endpoint=endpoint,
-        queue_url=queue_url,
-        queue_arn=queue_arn,
-        dlq_url=dlq_url,
+        queue_url=queues.queue_url,
+        queue_arn=queues.queue_arn,
+        dlq_url=queues.dlq_url,
         table_name=table_name,
         secret_id=secret_name,
         max_receive_count=max_receive_count,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Queues:
+    queue_url: str
+    queue_arn: str
+    dlq_url: str
+
+
+def create_queues(
+    endpoint: str,
+    *,
+    max_receive_count: int = DEFAULT_MAX_RECEIVE_COUNT,
+    visibility_timeout_seconds: int = VISIBILITY_TIMEOUT_SECONDS,
+    name_suffix: str = "",
+    sqs: Any = None,
+) -> Queues:
+    """The inbound FIFO queue and its FIFO dead-letter queue, with the stack's redrive policy."""
+    sqs = sqs or aws_client("sqs", endpoint)
+    dlq_name = _suffixed(DEAD_LETTER_QUEUE_NAME, name_suffix)
+    queue_name = _suffixed(INBOUND_QUEUE_NAME, name_suffix)
+    dlq_url = sqs.create_queue(
+        QueueName=dlq_name,
+        Attributes={
+            "FifoQueue": "true",
+            "MessageRetentionPeriod": str(DLQ_RETENTION_DAYS * SECONDS_PER_DAY),
+        },
+    )["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    queue_url = sqs.create_queue(
+        QueueName=queue_name,
+        Attributes={
+            "FifoQueue": "true",
+            "VisibilityTimeout": str(visibility_timeout_seconds),
+            "MessageRetentionPeriod": str(INBOUND_RETENTION_DAYS * SECONDS_PER_DAY),
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}
+            ),
+        },
+    )["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+
+    return Queues(queue_url=queue_url, queue_arn=queue_arn, dlq_url=dlq_url)
 
 
 def _suffixed(name: str, suffix: str) -> str:
