@@ -152,7 +152,7 @@ class ScriptedGraph:
     reads: list[GraphApiError | None] = field(default_factory=list)
     sends: list[GraphApiError | None] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
-    on_send: Callable[[], None] | None = None
+    on_send: Callable[[], object] | None = None
 
     def mark_read(self, phone_number_id: str, body: Mapping[str, Any]) -> None:
         self.calls.append(Call("read", phone_number_id, body))

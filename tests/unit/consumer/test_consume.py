@@ -1,0 +1,333 @@
+"""The use case with in-memory fakes: order of calls, error actions, never twice, FIFO groups."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from functions.common.names import (
+    ERROR_CLASS_AUTH_CONFIG,
+    ERROR_CLASS_QUALITY_POLICY,
+    ERROR_CLASS_RATE_LIMIT,
+)
+from functions.domain.consume import Result, consume_batch
+from functions.domain.graph import GraphApiError
+from tests.unit.consumer.builders import (
+    BUSINESS_NUMBER_ID,
+    SENDER,
+    MemoryLedger,
+    MemoryOnce,
+    RecordingVisibility,
+    ScriptedGraph,
+    consumer,
+    inbound,
+    queued_body,
+    record,
+    rules,
+    wamid_of,
+)
+
+pytestmark = pytest.mark.unit
+
+
+def meta(code: int, retry_after_seconds: float | None = None) -> GraphApiError:
+    return GraphApiError(
+        str(code), meta_code=code, http_status=400, retry_after_seconds=retry_after_seconds
+    )
+
+
+def test_marks_read_with_typing_then_replies_in_thread_from_the_receiving_number() -> None:
+    graph = ScriptedGraph()
+    item = record(queued_body(inbound(text="hello"), phone_number_id="555000111"))
+
+    result = consume_batch([item], consumer(graph))
+
+    outcome = result.outcomes[0]
+    wamid = wamid_of(item.body)
+    assert [c.kind for c in graph.calls] == ["read", "send"]
+    assert {c.phone_number_id for c in graph.calls} == {"555000111"}
+    assert graph.read() == [
+        {
+            "messaging_product": "whatsapp",
+            "status": "read",
+            "message_id": wamid,
+            "typing_indicator": {"type": "text"},
+        }
+    ]
+    sent = graph.sent()[0]
+    assert sent["to"] == SENDER
+    assert sent["context"] == {"message_id": wamid}
+    assert sent["text"]["body"] == "Hello Sheena!"
+    assert outcome.result is Result.REPLIED
+    assert outcome.read_receipt_sent
+    assert outcome.latency_ms == pytest.approx(250.0)
+    assert result.batch_item_failures() == []
+
+
+def test_a_failed_read_receipt_is_recorded_but_the_reply_goes_out() -> None:
+    graph = ScriptedGraph(reads=[meta(131000)])
+
+    outcome = consume_batch([record()], consumer(graph)).outcomes[0]
+
+    assert outcome.result is Result.REPLIED
+    assert not outcome.read_receipt_sent
+    assert [(f.step, f.code) for f in outcome.failures] == [("read", "131000")]
+
+
+def test_no_reply_still_marks_read_without_typing() -> None:
+    graph = ScriptedGraph()
+
+    outcome = consume_batch([record(queued_body(inbound("reaction")))], consumer(graph)).outcomes[0]
+
+    assert outcome.result is Result.NO_REPLY
+    assert "typing_indicator" not in graph.read()[0]
+    assert graph.sent() == []
+
+
+def test_permanent_error_is_recorded_and_not_retried() -> None:
+    graph = ScriptedGraph(sends=[meta(131026)])
+    ledger = MemoryLedger()
+    once = MemoryOnce()
+    item = record()
+
+    result = consume_batch([item], consumer(graph, ledger=ledger, once=once))
+
+    outcome = result.outcomes[0]
+    assert outcome.result is Result.PERMANENT
+    assert outcome.permanent_code == "131026"
+    assert result.batch_item_failures() == []
+    assert ledger.released == [wamid_of(item.body)]
+    assert once.done[wamid_of(item.body)]["result"] == "permanent_failure"
+
+
+@pytest.mark.parametrize(
+    ("code", "error_class", "min_delay", "max_delay"),
+    [
+        (130429, ERROR_CLASS_RATE_LIMIT, 5, 900),
+        (190, ERROR_CLASS_AUTH_CONFIG, 300, 3600),
+        (131048, ERROR_CLASS_QUALITY_POLICY, 600, 7200),
+    ],
+)
+def test_retry_and_keep_raise_visibility_and_report_failure(
+    code: int, error_class: str, min_delay: int, max_delay: int
+) -> None:
+    graph = ScriptedGraph(sends=[meta(code)])
+    visibility = RecordingVisibility()
+    ledger = MemoryLedger()
+    once = MemoryOnce()
+    item = record(receive_count=2)
+
+    result = consume_batch([item], consumer(graph, visibility=visibility, ledger=ledger, once=once))
+
+    outcome = result.outcomes[0]
+    assert outcome.result is Result.RETRY
+    assert outcome.retry_class == error_class
+    assert result.batch_item_failures() == [{"itemIdentifier": item.message_id}]
+    assert min_delay <= visibility.timeouts()[item.message_id] <= max_delay
+    assert visibility.changes[0].receipt_handle == item.receipt_handle
+    assert ledger.claims == set()  # the retry may send
+    assert once.done == {}  # and is not taken for a duplicate
+
+
+def test_retry_after_and_pair_rate_limit_floor() -> None:
+    graph = ScriptedGraph(sends=[meta(130429, retry_after_seconds=77), meta(131056)])
+    visibility = RecordingVisibility()
+    first, second = record(group="a"), record(group="b")
+
+    consume_batch([first, second], consumer(graph, visibility=visibility, max_workers=1))
+
+    assert visibility.timeouts()[first.message_id] == 77
+    assert visibility.timeouts()[second.message_id] >= 6
+
+
+def test_window_closed_sends_the_fallback_template_in_thread() -> None:
+    graph = ScriptedGraph(sends=[meta(131047)])
+    item = record()
+
+    outcome = consume_batch([item], consumer(graph)).outcomes[0]
+
+    assert outcome.result is Result.REPLIED
+    assert outcome.template_fallback
+    template = graph.sent()[1]
+    assert template["type"] == "template"
+    assert template["template"]["name"] == "hello_world"
+    assert template["context"] == {"message_id": wamid_of(item.body)}
+
+
+def test_window_closed_without_fallback_is_permanent() -> None:
+    graph = ScriptedGraph(sends=[meta(131047)])
+    no_fallback = rules(fallbackTemplate=None)
+
+    outcome = consume_batch([record()], consumer(graph, reply_rules=no_fallback)).outcomes[0]
+
+    assert outcome.result is Result.PERMANENT
+    assert len(graph.sent()) == 1
+
+
+@pytest.mark.parametrize(
+    ("fallback_error", "expected"), [(meta(132001), Result.PERMANENT), (meta(4), Result.RETRY)]
+)
+def test_a_failed_fallback_is_classified_by_its_own_error(
+    fallback_error: GraphApiError, expected: Result
+) -> None:
+    graph = ScriptedGraph(sends=[meta(131047), fallback_error])
+
+    outcome = consume_batch([record()], consumer(graph)).outcomes[0]
+
+    assert outcome.result is expected
+    assert [f.step for f in outcome.failures] == ["send", "fallback"]
+    assert not outcome.template_fallback
+
+
+def test_an_answered_wamid_is_a_duplicate_and_sends_nothing() -> None:
+    graph = ScriptedGraph()
+    once = MemoryOnce()
+    body = queued_body()
+
+    consume_batch([record(body)], consumer(graph, once=once))
+    again = consume_batch([record(body)], consumer(graph, once=once))
+
+    assert again.outcomes[0].result is Result.DUPLICATE
+    assert again.batch_item_failures() == []
+    assert len(graph.sent()) == 1
+
+
+def test_a_wamid_in_progress_elsewhere_is_retried_shortly_not_sent() -> None:
+    graph = ScriptedGraph()
+    body = queued_body()
+    once = MemoryOnce(in_progress={wamid_of(body)})
+    visibility = RecordingVisibility()
+
+    result = consume_batch([record(body)], consumer(graph, once=once, visibility=visibility))
+
+    assert result.outcomes[0].result is Result.RETRY
+    assert result.outcomes[0].retry_code == "in_progress"
+    assert visibility.changes[0].timeout_seconds <= 120
+    assert graph.calls == []
+
+
+def test_a_claimed_reply_is_not_sent_again_after_a_crash() -> None:
+    graph = ScriptedGraph()
+    body = queued_body()
+    ledger = MemoryLedger(claims={wamid_of(body)})  # what a process that died mid-send leaves
+
+    result = consume_batch([record(body)], consumer(graph, ledger=ledger))
+
+    assert result.outcomes[0].result is Result.UNCERTAIN
+    assert result.batch_item_failures() == []
+    assert graph.sent() == []
+
+
+def test_store_trouble_is_a_retry_and_a_failed_release_is_reported() -> None:
+    untouched = ScriptedGraph()
+    refused = ScriptedGraph(sends=[meta(2)])
+
+    down = consume_batch([record()], consumer(untouched, once=MemoryOnce(unavailable=True)))
+    stuck = consume_batch([record()], consumer(refused, ledger=MemoryLedger(fail_release=True)))
+    no_claim = consume_batch([record()], consumer(ledger=MemoryLedger(fail_claim=True)))
+
+    assert down.outcomes[0].retry_code == "store_unavailable"
+    assert untouched.calls == []
+    assert stuck.outcomes[0].result is Result.RETRY
+    assert stuck.outcomes[0].claim_release_failed
+    assert no_claim.outcomes[0].retry_code == "store_unavailable"
+
+
+def test_failure_holds_back_its_conversation_only() -> None:
+    graph = ScriptedGraph(sends=[meta(130429)])
+    visibility = RecordingVisibility()
+    a1, a2, a3 = (record(group="a") for _ in range(3))
+    b1, b2 = record(group="b"), record(group="b")
+
+    result = consume_batch(
+        [a1, b1, a2, b2, a3], consumer(graph, visibility=visibility, max_workers=1)
+    )
+
+    results = {o.record.message_id: o.result for o in result.outcomes}
+    assert results == {
+        a1.message_id: Result.RETRY,
+        a2.message_id: Result.HELD_BACK,
+        a3.message_id: Result.HELD_BACK,
+        b1.message_id: Result.REPLIED,
+        b2.message_id: Result.REPLIED,
+    }
+    assert [f["itemIdentifier"] for f in result.batch_item_failures()] == [
+        a1.message_id,
+        a2.message_id,
+        a3.message_id,
+    ]
+    timeouts = visibility.timeouts()
+    assert timeouts[a1.message_id] >= 5
+    assert timeouts[a2.message_id] == timeouts[a3.message_id] == 0
+    sent_to = [body["context"]["message_id"] for body in graph.sent()]
+    assert sent_to[-2:] == [wamid_of(b1.body), wamid_of(b2.body)]
+
+
+def test_records_of_one_conversation_are_answered_in_order() -> None:
+    graph = ScriptedGraph()
+    items = [record(group="a") for _ in range(5)]
+
+    consume_batch(items, consumer(graph))
+
+    assert [b["context"]["message_id"] for b in graph.sent()] == [wamid_of(i.body) for i in items]
+
+
+def test_a_poison_record_does_not_fail_its_neighbours() -> None:
+    graph = ScriptedGraph()
+    visibility = RecordingVisibility()
+    poison = record("not json", group="p")
+    wrong_version = record('{"schemaVersion": 99}', group="q")
+    fine = record(group="f")
+
+    result = consume_batch([poison, wrong_version, fine], consumer(graph, visibility=visibility))
+
+    assert [o.result for o in result.outcomes] == [Result.POISON, Result.POISON, Result.REPLIED]
+    assert "not JSON" in result.outcomes[0].reason
+    assert "schemaVersion" in result.outcomes[1].reason
+    assert 5 <= visibility.timeouts()[poison.message_id] <= 60
+
+
+def test_a_bug_fails_its_record_only_and_keeps_the_exception() -> None:
+    graph = ScriptedGraph()
+    broken = record(group="x")
+    fine = record(group="y")
+
+    def explode() -> None:
+        if len(graph.sent()) == 1:
+            raise RuntimeError("bug")
+
+    graph.on_send = explode
+
+    result = consume_batch([broken, fine], consumer(graph, max_workers=1))
+
+    assert result.outcomes[0].result is Result.INTERNAL_ERROR
+    assert isinstance(result.outcomes[0].error, RuntimeError)
+    assert result.outcomes[1].result is Result.REPLIED
+
+
+def test_no_record_is_started_without_time_for_its_calls() -> None:
+    graph = ScriptedGraph()
+    items = [record(group="a"), record(group="b")]
+
+    result = consume_batch(items, consumer(graph, remaining_seconds=lambda: 4.0))
+
+    assert [o.result for o in result.outcomes] == [Result.HELD_BACK, Result.HELD_BACK]
+    assert graph.calls == []
+    assert len(result.batch_item_failures()) == 2
+
+
+def test_conversations_are_processed_concurrently() -> None:
+    conversations = 4
+    barrier = threading.Barrier(conversations, timeout=5)
+    graph = ScriptedGraph(on_send=barrier.wait)  # only passes if all four send at once
+    items = [record(group=f"g{i}") for i in range(conversations)]
+
+    result = consume_batch(items, consumer(graph))
+
+    assert [o.result for o in result.outcomes] == [Result.REPLIED] * conversations
+    assert {c.phone_number_id for c in graph.calls} == {BUSINESS_NUMBER_ID}
+
+
+def test_an_empty_batch_is_fine() -> None:
+    assert consume_batch([], consumer()).batch_item_failures() == []
