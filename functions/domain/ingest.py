@@ -13,7 +13,7 @@ from datetime import datetime
 from functions.domain.credentials import WhatsAppCredentials
 from functions.domain.ports import CredentialSource, MessagePublisher
 from functions.domain.queued_record import QueuedRecord
-from functions.domain.signature import signature_matches
+from functions.domain.signature import is_well_formed, signature_matches
 from functions.domain.webhook import (
     InvalidPayload,
     ReceivedMessage,
@@ -72,6 +72,9 @@ def accept_delivery(
     not authentic or not a webhook; raises `PublishFailed` if the queue did not take it all."""
     if not signature_header:
         raise SignatureRejected("the X-Hub-Signature-256 header is missing")
+    if not is_well_formed(signature_header):
+        # Not even the shape Meta sends: no rotated secret could make it match.
+        raise SignatureRejected("X-Hub-Signature-256 is not of the form sha256=<64 hex digits>")
     if not _with_rotation(
         credentials, lambda c: signature_matches(body, signature_header, c.app_secret)
     ):

@@ -2,8 +2,10 @@
 
 import hashlib
 import hmac
+import re
 
 SIGNATURE_PREFIX = "sha256="
+_WELL_FORMED = re.compile(r"^sha256=[0-9a-f]{64}$", re.IGNORECASE)
 
 
 def sign(body: bytes, app_secret: str) -> str:
@@ -26,3 +28,8 @@ def signature_matches(body: bytes, header_value: str | None, app_secret: str) ->
     expected = sign(body, app_secret)
     provided = SIGNATURE_PREFIX + candidate[len(SIGNATURE_PREFIX) :].lower()
     return hmac.compare_digest(expected.encode("ascii"), provided.encode("utf-8", "replace"))
+
+
+def is_well_formed(header_value: str) -> bool:
+    """`sha256=` and 64 hex digits (surrounding white space tolerated)."""
+    return _WELL_FORMED.match(header_value.strip()) is not None

@@ -148,3 +148,18 @@ def test_an_empty_configured_verify_token_matches_nothing() -> None:
     creds = FakeCredentials(WhatsAppCredentials(app_secret="a", verify_token="", access_token="t"))
     with pytest.raises(VerificationRejected):
         verify_subscription("subscribe", "", "1", creds)
+
+
+def test_a_malformed_signature_header_does_not_cost_a_secret_refresh() -> None:
+    creds = FakeCredentials(CREDS)
+    for header in ("sha256=abc", "md5=" + "0" * 64, "garbage"):
+        with pytest.raises(SignatureRejected, match="not of the form"):
+            accept(b.fixture_bytes("text"), header, creds, FakePublisher())
+    assert creds.reads == 0
+
+
+def test_a_well_formed_wrong_signature_refreshes_once() -> None:
+    creds = FakeCredentials(CREDS)
+    with pytest.raises(SignatureRejected, match="does not match"):
+        accept(b.fixture_bytes("text"), "sha256=" + "a" * 64, creds, FakePublisher())
+    assert creds.reads == 2  # the cached read, then one forced refresh

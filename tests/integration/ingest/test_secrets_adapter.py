@@ -1,0 +1,67 @@
+"""Secrets Manager credentials through Powertools' cache, against moto's server."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from functions.adapters.secrets import (
+    FORCED_REFRESH_BURST,
+    FORCED_REFRESH_REFILL_SECONDS,
+    SecretsManagerCredentials,
+)
+from functions.domain.ports import CredentialsUnavailable
+from tests.conftest import APP_SECRET, boto_client
+
+pytestmark = pytest.mark.integration
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_reads_are_cached_and_forced_refreshes_come_from_a_bucket(
+    aws: str, whatsapp_secret: str
+) -> None:
+    clock = Clock()
+    source = SecretsManagerCredentials(whatsapp_secret, clock=clock)
+    secrets = boto_client("secretsmanager", aws)
+
+    assert source.current().app_secret == APP_SECRET
+    secrets.put_secret_value(
+        SecretId=whatsapp_secret,
+        SecretString=json.dumps({"appSecret": "v2", "verifyToken": "v", "accessToken": "t"}),
+    )
+    assert source.current().app_secret == APP_SECRET  # cached
+
+    refreshed = [source.refreshed() for _ in range(FORCED_REFRESH_BURST)]
+    assert all(r is not None and r.app_secret == "v2" for r in refreshed)
+    assert source.refreshed() is None  # the burst is spent
+    assert source.current().app_secret == "v2"
+
+    clock.now += FORCED_REFRESH_REFILL_SECONDS
+    assert source.refreshed() is not None
+    assert source.refreshed() is None
+
+
+def test_a_missing_secret_is_unavailable(aws: str) -> None:
+    source = SecretsManagerCredentials(f"missing-{uuid.uuid4().hex}")
+    with pytest.raises(CredentialsUnavailable):
+        source.current()
+
+
+def test_a_malformed_secret_is_unavailable_without_showing_its_value(aws: str) -> None:
+    name = f"malformed-{uuid.uuid4().hex[:8]}"
+    boto_client("secretsmanager", aws).create_secret(
+        Name=name, SecretString='{"appSecret": "do-not-print-me"}'
+    )
+    with pytest.raises(CredentialsUnavailable) as caught:
+        SecretsManagerCredentials(name).current()
+    assert "do-not-print-me" not in str(caught.value)
+    assert "verifyToken" in str(caught.value)
