@@ -29,6 +29,10 @@ _COLORS = {
     "bold": "\033[1m",
 }
 _RESET = "\033[0m"
+# Fields of the consumer's warnings that the other console lines already show.
+_REDUNDANT_LOG_FIELDS = frozenset(
+    {"wamid", "sqs_message_id", "sender", "message_type", "receive_count", "xray_trace_id"}
+)
 
 
 def short_id(wamid: str | None) -> str:
@@ -125,8 +129,9 @@ class Console:
             else:
                 self.event("read", "yellow", f"msg {short_id(wamid)} read receipt got {answer}")
         elif kind == "send":
-            context = _mapping(document.get("context"))
-            wamid = context.get("message_id")
+            wamid = _mapping(document.get("context")).get("message_id")
+            if wamid is None and document.get("type") == "reaction":
+                wamid = _mapping(document.get("reaction")).get("message_id")
             what = f"{document.get('type', '?')} to {mask_phone(str(document.get('to') or ''))}"
             thread = f"in thread of msg {short_id(wamid)}" if wamid else "(not threaded)"
             if answer == "ok":
@@ -143,10 +148,15 @@ class Console:
         if kind == "batch":
             self._batch(document)
         elif kind == "log":
-            fields = document.get("fields") or {}
-            details = " ".join(f"{key}={value}" for key, value in sorted(fields.items()))
+            fields = dict(document.get("fields") or {})
+            tag = f"msg {short_id(str(fields['wamid']))} " if fields.get("wamid") else ""
+            details = " ".join(
+                f"{key}={value}"
+                for key, value in sorted(fields.items())
+                if key not in _REDUNDANT_LOG_FIELDS
+            )
             color = "red" if document.get("level") in ("ERROR", "CRITICAL") else "yellow"
-            self.event("consumer", color, f"{document.get('message')} {details}".strip())
+            self.event("consumer", color, f"{tag}{document.get('message')} {details}".strip())
 
     def _batch(self, document: Mapping[str, Any]) -> None:
         if document.get("error"):

@@ -26,8 +26,6 @@ from local_pipeline.config import LocalConfig
 from local_pipeline.gateway import INFO_PATH
 from local_pipeline.samples import encode, message_delivery, new_wamid, status_delivery
 
-# By the consumer's reply rules these message types get a read receipt but no reply.
-NO_REPLY_TYPES = frozenset({"reaction", "system"})
 SETTLE_TIMEOUT_SECONDS = 60.0  # the rate-limited reply waits for the consumer's backoff
 QUIET_SECONDS = 1.5  # no new Graph calls for this long after the last expected one: settled
 POLL_SECONDS = 0.2
@@ -177,9 +175,7 @@ def message_cases() -> list[Case]:
         body = encode(
             message_delivery({"id": wamid, "type": message_type, **content}, sender=sender)
         )
-        cases.append(
-            Case(label, message_type, wamid, body, expect_reply=message_type not in NO_REPLY_TYPES)
-        )
+        cases.append(Case(label, message_type, wamid, body, expect_reply=expects_reply(body)))
     return cases
 
 
@@ -346,6 +342,16 @@ class Demo:
         )
 
 
+def expects_reply(body: bytes) -> bool:
+    """Whether the consumer's reply rules (the same rules file it reads) answer this webhook's
+    message: reactions, system and unsupported messages, for example, get a read receipt only."""
+    from functions.consumer.wiring import reply_rules
+    from functions.domain.webhook import parse_delivery
+
+    [received] = parse_delivery(json.loads(body)).messages
+    return reply_rules().decide(received).reply is not None
+
+
 def judge(case: Case, calls: Sequence[Mapping[str, Any]]) -> Verdict:
     verdict = Verdict(
         case=case,
@@ -382,13 +388,24 @@ def _sends(calls: Sequence[Mapping[str, Any]], wamid: str, *, ok: bool) -> int:
         for call in calls
         if call.get("kind") == "send"
         and (call.get("answer") == "ok") == ok
-        and ((call.get("json") or {}).get("context") or {}).get("message_id") == wamid
+        and replied_to(call.get("json") or {}) == wamid
     )
+
+
+def replied_to(document: Mapping[str, Any]) -> str | None:
+    """The wamid a send answers: its `context`, or for a reaction the message reacted to
+    (a reaction cannot carry a context)."""
+    context = document.get("context") or {}
+    if context.get("message_id"):
+        return str(context["message_id"])
+    if document.get("type") == "reaction":
+        return (document.get("reaction") or {}).get("message_id")
+    return None
 
 
 def _mentions(call: Mapping[str, Any], wamid: str) -> bool:
     document = call.get("json") or {}
-    return wamid in (document.get("message_id"), (document.get("context") or {}).get("message_id"))
+    return wamid in (document.get("message_id"), replied_to(document))
 
 
 def main() -> int:

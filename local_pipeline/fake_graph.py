@@ -22,7 +22,8 @@ In-process:
 Out of process (`python -m local_pipeline.fake_graph --port 8081`), the same controls are HTTP:
 `POST /__fake/script` with `{"kind": "send", "answers": [{"type": "meta_error", "code": 130429},
 {"type": "http_error", "status": 503}, {"type": "hang", "seconds": 5},
-{"type": "reset_connection"}, {"type": "ok"}]}`, `GET /__fake/requests` (a JSON list) and
+{"type": "reset_connection"}, {"type": "ok"}]}` (optionally `"to": "<wa_id>"` to script sends
+to one recipient only), `GET /__fake/requests` (a JSON list) and
 `POST /__fake/reset`. It only ever binds a loopback address.
 """
 
@@ -235,7 +236,7 @@ class RecordedRequest:
 @dataclass
 class _State:
     requests: list[RecordedRequest] = field(default_factory=list)
-    script: list[tuple[ScriptKind, Answer]] = field(default_factory=list)
+    script: list[tuple[ScriptKind, str | None, Answer]] = field(default_factory=list)
 
 
 # --- the server ----------------------------------------------------------------------------------
@@ -337,11 +338,12 @@ class FakeGraphApi:
 
     # script ---------------------------------------------------------------------------------------
 
-    def enqueue(self, *answers: Answer, kind: ScriptKind = "any") -> None:
+    def enqueue(self, *answers: Answer, kind: ScriptKind = "any", to: str | None = None) -> None:
+        """Script the next answers for calls of `kind` (and, if given, sends to `to` only)."""
         if kind not in ("read", "send", "any"):
             raise ValueError(f"kind must be read, send or any, not {kind!r}")
         with self._lock:
-            self._state.script.extend((kind, answer) for answer in answers)
+            self._state.script.extend((kind, to, answer) for answer in answers)
 
     def pending_answers(self) -> int:
         with self._lock:
@@ -357,9 +359,10 @@ class FakeGraphApi:
         with self._lock:
             answer = ok()
             if request.kind != "other":
-                for index, (kind, _answer) in enumerate(self._state.script):
-                    if kind in ("any", request.kind):
-                        answer = self._state.script.pop(index)[1]
+                recipient = request.json.get("to") if isinstance(request.json, dict) else None
+                for index, (kind, to, _answer) in enumerate(self._state.script):
+                    if kind in ("any", request.kind) and to in (None, recipient):
+                        answer = self._state.script.pop(index)[2]
                         break
             self._state.requests.append(_with_answer(request, answer.type))
             self._lock.notify_all()
@@ -518,7 +521,7 @@ def _handler_for(graph: FakeGraphApi) -> type[BaseHTTPRequestHandler]:
                     if not isinstance(document, dict):
                         raise TypeError("the script must be a JSON object")
                     answers = [Answer.from_json(item) for item in document.get("answers", [])]
-                    graph.enqueue(*answers, kind=document.get("kind", "any"))
+                    graph.enqueue(*answers, kind=document.get("kind", "any"), to=document.get("to"))
                 except (KeyError, TypeError, ValueError) as error:
                     self._send_json(400, {"error": str(error)})
                     return

@@ -210,6 +210,11 @@ class Gateway:
         return f"http://127.0.0.1:{self.port}{RESOURCE}"
 
     def start(self) -> None:
+        self.bind()
+        self.serve()
+
+    def bind(self) -> None:
+        """Take the port (requests wait in the listen backlog until `serve()`)."""
         try:
             server = _Server(("127.0.0.1", self._requested_port), _make_handler(self))
         except OSError as error:
@@ -221,15 +226,20 @@ class Gateway:
                 ) from None
             raise
         self._server = server
+
+    def serve(self) -> None:
+        if self._server is None:
+            raise RuntimeError("bind() first")
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="gateway"
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="gateway"
         )
         self._thread.start()
 
     def stop(self) -> None:
         if self._server is None:
             return
-        self._server.shutdown()
+        if self._thread is not None:
+            self._server.shutdown()
         self._server.close_connections()
         self._server.server_close()  # joins the request threads
         if self._thread is not None:

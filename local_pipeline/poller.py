@@ -312,6 +312,16 @@ def _str(value: object) -> str | None:
 # --- the child process ----------------------------------------------------------------------
 
 
+def warm_clients(*services: str) -> None:
+    """Build the handler's cached boto3 clients now (no AWS call: loading service models is
+    the slow part), as code in a Lambda's init phase would; the first webhook then pays only
+    for its own work."""
+    from functions.common import aws_clients
+
+    for service in services:
+        aws_clients.client(service)
+
+
 class _EventWriter:
     """One JSON object per line to the parent; safe from several threads."""
 
@@ -385,6 +395,7 @@ def main() -> None:
 
     threading.Thread(target=read_parent, name="parent-pipe", daemon=True).start()
     sqs = aws_clients.client("sqs")
+    warm_clients("secretsmanager", "dynamodb")
     source = SqsEventSource(
         sqs,
         queue_url=os.environ[ENV_QUEUE_URL],

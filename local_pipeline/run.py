@@ -38,7 +38,7 @@ from functions.common.names import (
     ENV_SERVICE_NAME,
     INGEST_SERVICE,
 )
-from infra.constants import INGEST_MEMORY_MB, INGEST_TIMEOUT_SECONDS
+from infra.constants import INGEST_HANDLER, INGEST_MEMORY_MB, INGEST_TIMEOUT_SECONDS
 from local_pipeline.config import (
     AWS_ENV_TO_DROP,
     DEFAULT_APP_SECRET,
@@ -50,7 +50,7 @@ from local_pipeline.console import Console
 from local_pipeline.emulator import Emulator, LocalResources, create_resources
 from local_pipeline.gateway import Exchange, Gateway, PortInUse
 from local_pipeline.lambda_context import LocalLambdaContext
-from local_pipeline.poller import ENV_LOG_FILE
+from local_pipeline.poller import ENV_LOG_FILE, load_handler, warm_clients
 from local_pipeline.samples import encode, message_delivery, signed_curl, text_message
 
 WORKER_READY_TIMEOUT_SECONDS = 60.0
@@ -89,6 +89,7 @@ class LocalPipeline:
         self._worker_lock = threading.Lock()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._ingest_handler: Any = None
         config.log_dir.mkdir(parents=True, exist_ok=True)
         self.ingest_log = config.log_dir / "ingest.log"
         self.consumer_log = config.log_dir / "consumer.log"
@@ -97,6 +98,10 @@ class LocalPipeline:
 
     def start(self) -> None:
         config = self.config
+        self.gateway = Gateway(
+            self._invoke_ingest, port=config.port, on_exchange=self._on_exchange, info=self.info
+        )
+        self.gateway.bind()  # first: a taken port fails fast, before anything else starts
         endpoint = self.emulator.start()
         self.resources = resources = create_resources(
             endpoint,
@@ -107,9 +112,10 @@ class LocalPipeline:
         environment = handler_environment(config, resources)
         for name in AWS_ENV_TO_DROP:
             os.environ.pop(name, None)
-        os.environ.update(
-            {**environment, ENV_SERVICE_NAME: INGEST_SERVICE, "AWS_LAMBDA_FUNCTION_NAME": ""}
-        )
+        os.environ.update({**environment, ENV_SERVICE_NAME: INGEST_SERVICE})
+        # Imported once the environment is the function's (Powertools reads it at import).
+        self._ingest_handler = load_handler(INGEST_HANDLER)
+        warm_clients("sqs", "secretsmanager")
         graph_url = config.graph_api_url
         if graph_url is None:
             from local_pipeline.fake_graph import FakeGraphApi
@@ -128,20 +134,7 @@ class LocalPipeline:
             self._spawn(self._watch_graph, "graph-watcher")
         self._start_worker(environment, graph_url)
 
-        from functions.ingest.app import handler as ingest_handler
-
-        def invoke(event: dict[str, Any]) -> Any:
-            context = LocalLambdaContext(
-                function_name=INGEST_FUNCTION_NAME,
-                timeout_seconds=INGEST_TIMEOUT_SECONDS,
-                memory_limit_in_mb=INGEST_MEMORY_MB,
-            )
-            return ingest_handler(event, context)
-
-        self.gateway = Gateway(
-            invoke, port=config.port, on_exchange=self._on_exchange, info=self.info
-        )
-        self.gateway.start()
+        self.gateway.serve()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -164,6 +157,14 @@ class LocalPipeline:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+    def _invoke_ingest(self, event: dict[str, Any]) -> Any:
+        context = LocalLambdaContext(
+            function_name=INGEST_FUNCTION_NAME,
+            timeout_seconds=INGEST_TIMEOUT_SECONDS,
+            memory_limit_in_mb=INGEST_MEMORY_MB,
+        )
+        return self._ingest_handler(event, context)
 
     # --- the consumer worker -----------------------------------------------------------------
 

@@ -1,0 +1,167 @@
+"""The console's lines, the banner's signed curl and the local settings: no network at all."""
+
+from __future__ import annotations
+
+import io
+import shlex
+from pathlib import Path
+
+import pytest
+
+from functions.domain.signature import signature_matches
+from local_pipeline.config import DEFAULT_PORT, LocalConfig, LocalConfigError
+from local_pipeline.console import Console, short_id
+from local_pipeline.gateway import Exchange
+from local_pipeline.samples import encode, message_delivery, signed_curl, text_message
+
+pytestmark = pytest.mark.unit
+
+SENDER = "16505559876"
+
+
+def console() -> tuple[Console, io.StringIO]:
+    stream = io.StringIO()
+    return Console(stream, color=False), stream
+
+
+def exchange(body: bytes, status: int = 200, response: bytes = b'{"queued":1}') -> Exchange:
+    return Exchange(
+        method="POST",
+        path="/webhook",
+        status=status,
+        request_body=body,
+        response_body=response,
+        duration_ms=12.0,
+        received_at=0.0,
+    )
+
+
+def test_signed_curl_signs_the_exact_body_it_sends() -> None:
+    body = encode(message_delivery(text_message("caf\u00e9 \u2615")))
+    command = signed_curl("http://127.0.0.1:3000/webhook", body, "s3cret")
+    words = shlex.split(command)
+    header = words[words.index("-H", words.index("-H") + 1) + 1]
+    sent = words[words.index("--data-binary") + 1].encode()
+    assert sent == body
+    assert header.startswith("X-Hub-Signature-256: ")
+    assert signature_matches(sent, header.split(": ", 1)[1], "s3cret")
+    assert "\\u00e9" in sent.decode()  # ASCII-escaped, the way Meta sends it
+
+
+def test_received_and_queued_lines_mask_the_sender_and_hide_the_text() -> None:
+    out, stream = console()
+    message = text_message("my secret plans", wamid="wamid.one")
+    out.exchange(exchange(encode(message_delivery(message, sender=SENDER))))
+    text = stream.getvalue()
+    assert "received  POST /webhook -> 200 1 message(s), 0 status(es)" in text
+    assert f"msg {short_id('wamid.one')} text from *******9876" in text
+    assert SENDER not in text
+    assert "secret plans" not in text
+
+
+def test_refused_requests_show_the_error_code() -> None:
+    out, stream = console()
+    out.exchange(exchange(b"{}", status=401, response=b'{"error":"invalid_signature"}'))
+    assert "POST /webhook -> 401 invalid_signature" in stream.getvalue()
+
+
+def test_graph_calls_become_read_and_replied_lines() -> None:
+    out, stream = console()
+    out.graph_call({"kind": "read", "answer": "ok", "json": {"message_id": "wamid.one"}})
+    out.graph_call(
+        {
+            "kind": "send",
+            "answer": "ok",
+            "json": {"type": "text", "to": SENDER, "context": {"message_id": "wamid.one"}},
+        }
+    )
+    out.graph_call(
+        {
+            "kind": "send",
+            "answer": "meta_error",
+            "json": {"type": "reaction", "to": SENDER, "reaction": {"message_id": "wamid.two"}},
+        }
+    )
+    lines = stream.getvalue().splitlines()
+    assert f"msg {short_id('wamid.one')} marked read" in lines[0]
+    assert f"text to *******9876 in thread of msg {short_id('wamid.one')}" in lines[1]
+    assert f"in thread of msg {short_id('wamid.two')} got meta_error" in lines[2]
+    assert SENDER not in stream.getvalue()
+
+
+def test_batch_results_become_retry_failed_and_done_lines() -> None:
+    out, stream = console()
+    record = {"wamid": "wamid.one", "message_type": "text", "sender": "*******9876"}
+    out.worker_event(
+        {
+            "event": "batch",
+            "max_receive_count": 8,
+            "records": [
+                {**record, "succeeded": False, "receive_count": 1, "visibility_timeout": 7},
+                {**record, "succeeded": False, "receive_count": 8, "visibility_timeout": 7},
+                {**record, "succeeded": True, "receive_count": 2},
+            ],
+        }
+    )
+    lines = stream.getvalue().splitlines()
+    assert "failed attempt 1: retry in 7 s" in lines[0]
+    assert "failed attempt 8/8: moving to the dead-letter queue" in lines[1]
+    assert "done" in lines[2]
+
+
+def test_consumer_warnings_are_one_line_without_redundant_fields() -> None:
+    out, stream = console()
+    out.worker_event(
+        {
+            "event": "log",
+            "level": "WARNING",
+            "message": "record will be retried",
+            "fields": {"wamid": "wamid.one", "error_code": 130429, "sqs_message_id": "x"},
+        }
+    )
+    line = stream.getvalue()
+    assert f"msg {short_id('wamid.one')} record will be retried error_code=130429" in line
+    assert "sqs_message_id" not in line
+
+
+def test_config_defaults() -> None:
+    config = LocalConfig.from_env({})
+    assert config.port == DEFAULT_PORT
+    assert config.graph_api_url is None
+    assert config.log_dir == Path(".local/logs")
+
+
+def test_config_reads_the_documented_variables() -> None:
+    config = LocalConfig.from_env(
+        {
+            "PORT": "8080",
+            "WHATSAPP_APP_SECRET": "a",
+            "WHATSAPP_VERIFY_TOKEN": "v",
+            "WHATSAPP_ACCESS_TOKEN": "t",
+            "GRAPH_API_URL": "https://graph.facebook.com/",
+            "GRAPH_API_VERSION": "v26.0",
+            "LOG_LEVEL": "debug",
+        }
+    )
+    assert (config.port, config.app_secret, config.verify_token, config.access_token) == (
+        8080,
+        "a",
+        "v",
+        "t",
+    )
+    assert config.graph_api_url == "https://graph.facebook.com"
+    assert (config.graph_api_version, config.log_level) == ("v26.0", "DEBUG")
+
+
+@pytest.mark.parametrize(
+    "environ", [{"PORT": "http"}, {"PORT": "70000"}, {"GRAPH_API_URL": "graph.facebook.com"}]
+)
+def test_config_refuses_malformed_values(environ: dict[str, str]) -> None:
+    with pytest.raises(LocalConfigError):
+        LocalConfig.from_env(environ)
+
+
+def test_secrets_stay_out_of_the_config_repr() -> None:
+    config = LocalConfig.from_env({"WHATSAPP_APP_SECRET": "hush", "WHATSAPP_ACCESS_TOKEN": "tok"})
+    assert "hush" not in repr(config)
+    assert "tok" not in repr(config)

@@ -1,0 +1,202 @@
+"""`make run` end to end: the real ingest and consumer handlers, moto, the fake Graph API, driven
+over real HTTP with signed webhooks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from local_pipeline.console import short_id
+from local_pipeline.samples import encode, message_delivery, new_wamid, status_delivery
+from tests.e2e.pipeline_process import (
+    ACCESS_TOKEN,
+    REPO_ROOT,
+    VERIFY_TOKEN,
+    Calls,
+    PipelineProcess,
+    http,
+    pipeline_env,
+    processes_with_env,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("local-pipeline")]
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipelineProcess]:
+    running = PipelineProcess(tmp_path_factory.mktemp("make-run")).start()
+    yield running
+    running.interrupt()
+
+
+def text_webhook(sender: str, text: str = "hello there") -> tuple[str, bytes]:
+    wamid = new_wamid("e2e")
+    message = {"id": wamid, "type": "text", "text": {"body": text}}
+    return wamid, encode(message_delivery(message, sender=sender))
+
+
+def reads(calls: Calls, wamid: str) -> Calls:
+    return [
+        c
+        for c in calls
+        if c["kind"] == "read" and c["answer"] == "ok" and c["json"]["message_id"] == wamid
+    ]
+
+
+def replies(calls: Calls, wamid: str, *, answer: str = "ok") -> Calls:
+    return [
+        c
+        for c in calls
+        if c["kind"] == "send"
+        and c["answer"] == answer
+        and (c["json"].get("context") or {}).get("message_id") == wamid
+    ]
+
+
+def test_handshake_echoes_the_challenge(pipeline: PipelineProcess) -> None:
+    url = f"{pipeline.webhook_url}?hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}"
+    status, headers, body = http("GET", url + "&hub.challenge=1158201444")
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/plain")
+    assert body == b"1158201444"
+    wrong, _, _ = http(
+        "GET",
+        f"{pipeline.webhook_url}?hub.mode=subscribe&hub.verify_token=nope&hub.challenge=1",
+    )
+    assert wrong == 403
+
+
+def test_signed_post_gets_a_read_receipt_and_a_threaded_reply(pipeline: PipelineProcess) -> None:
+    # Given a signed text message from a user
+    sender = "16505550101"
+    wamid, body = text_webhook(sender)
+    # When it is posted to the printed URL
+    started = time.monotonic()
+    status, answer = pipeline.post(body)
+    assert (status, json.loads(answer)) == (200, {"queued": 1})
+    calls = pipeline.wait_for(lambda calls: bool(reads(calls, wamid) and replies(calls, wamid)))
+    elapsed = time.monotonic() - started
+    # Then the message is marked read and answered in its thread, from the receiving number
+    assert calls is not None, pipeline.output()
+    [reply] = replies(calls, wamid)
+    assert reply["json"]["to"] == sender
+    assert reply["path"] == f"/{pipeline.info['graph_api_version']}/106540352242922/messages"
+    headers = {name.lower(): value for name, value in reply["headers"].items()}
+    assert headers["authorization"] == f"Bearer {ACCESS_TOKEN}"
+    # And the console tells the story with a masked number and no phone in clear
+    deadline = time.monotonic() + 5
+    while "replied" not in pipeline.output() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    output = pipeline.output()
+    assert f"msg {short_id(wamid)} text from *******0101" in output
+    assert f"msg {short_id(wamid)} marked read" in output
+    assert f"in thread of msg {short_id(wamid)}" in output
+    assert sender not in output
+    print(f"signed POST -> read receipt + reply: {elapsed:.2f} s")
+
+
+def test_a_bad_signature_is_refused_and_nothing_is_queued(pipeline: PipelineProcess) -> None:
+    forged_wamid, forged = text_webhook("16505550102")
+    status, answer = pipeline.post(forged, signature="sha256=" + "0" * 64)
+    assert status == 401
+    assert json.loads(answer)["error"] == "invalid_signature"
+    # A genuine message posted afterwards is answered; the forged one never reaches Meta
+    wamid, body = text_webhook("16505550102")
+    assert pipeline.post(body)[0] == 200
+    calls = pipeline.wait_for(lambda calls: bool(replies(calls, wamid)))
+    assert calls is not None
+    assert not [c for c in calls if forged_wamid in json.dumps(c["json"])]
+
+
+def test_a_body_that_is_not_utf8_reaches_the_handler_base64_encoded(
+    pipeline: PipelineProcess,
+) -> None:
+    # Signed bytes that are not UTF-8: the gateway base64-encodes them, ingest decodes them,
+    # verifies the signature over the exact bytes and then refuses a body that is not JSON.
+    status, answer = pipeline.post(b"\xff\xfe\x00not json")
+    assert status == 400
+    assert json.loads(answer)["error"] == "invalid_payload"
+
+
+def test_duplicate_deliveries_get_one_reply(pipeline: PipelineProcess) -> None:
+    wamid, body = text_webhook("16505550103")
+    # Meta redelivers at once, and again after the reply went out
+    assert pipeline.post(body)[0] == 200
+    assert pipeline.post(body)[0] == 200
+    assert pipeline.wait_for(lambda calls: bool(replies(calls, wamid))) is not None
+    assert pipeline.post(body)[0] == 200
+    calls = pipeline.wait_quiet()
+    assert len(replies(calls, wamid)) == 1
+
+
+def test_statuses_are_acknowledged_and_never_answered(pipeline: PipelineProcess) -> None:
+    ours = new_wamid("outbound")
+    status, answer = pipeline.post(encode(status_delivery(ours, "read")))
+    assert (status, json.loads(answer)) == (200, {"queued": 0})
+    calls = pipeline.wait_quiet(0.5)
+    assert not [c for c in calls if ours in json.dumps(c["json"])]
+
+
+def test_a_rate_limited_reply_is_retried_until_it_goes_out(pipeline: PipelineProcess) -> None:
+    # Given Meta answers the next send with 130429 (throughput limit)
+    pipeline.wait_quiet(0.5)
+    pipeline.script_graph("send", {"type": "meta_error", "code": 130429})
+    wamid, body = text_webhook("16505550104")
+    # When a message arrives
+    assert pipeline.post(body)[0] == 200
+    # Then the refused reply is retried after the consumer's backoff and goes out once
+    calls = pipeline.wait_for(lambda calls: bool(replies(calls, wamid)), timeout=60)
+    assert calls is not None, pipeline.output()
+    assert len(replies(calls, wamid, answer="meta_error")) == 1
+    assert len(replies(pipeline.wait_quiet(), wamid)) == 1
+    assert f"msg {short_id(wamid)} text from *******0104 failed attempt 1: retry in" in (
+        pipeline.output()
+    )
+
+
+def test_make_demo_passes(pipeline: PipelineProcess) -> None:
+    port = pipeline.webhook_url.split(":")[2].split("/")[0]
+    demo = subprocess.run(
+        [sys.executable, "-m", "local_pipeline.demo"],
+        cwd=REPO_ROOT,
+        env=pipeline_env(pipeline.state_dir, PORT=port),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "demo PASSED" in demo.stdout
+
+
+def test_port_in_use_is_a_clear_error_not_a_traceback(
+    pipeline: PipelineProcess, tmp_path: Path
+) -> None:
+    port = pipeline.webhook_url.split(":")[2].split("/")[0]
+    second = PipelineProcess(tmp_path, PORT=port).start(wait=False)
+    assert second.wait_exit() == 1
+    time.sleep(0.2)  # let the reader threads drain the pipes
+    assert f"port {port} on 127.0.0.1 is already in use" in second.output()
+    assert "Traceback" not in second.stderr
+
+
+def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    # Given a running pipeline (its own, so this test can watch it go)
+    marker_dir = tmp_path / f"state-{uuid.uuid4().hex[:8]}"
+    running = PipelineProcess(marker_dir).start()
+    marker = f"LOCAL_STATE_DIR={marker_dir}"
+    assert len(processes_with_env(marker)) == 2  # make run and its consumer worker
+    # When Ctrl-C
+    exit_code = running.interrupt()
+    # Then it exits cleanly and leaves no process behind
+    assert exit_code == 0, running.stderr
+    assert "stopped:" in running.output()
+    assert processes_with_env(marker) == []
+    assert "Traceback" not in running.stderr
