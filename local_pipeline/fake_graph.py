@@ -213,7 +213,7 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]
     body: bytes
-    json: Any | None
+    json: Any  # the decoded body, or None
     phone_number_id: str | None
     kind: Kind
     received_at: float  # time.time()

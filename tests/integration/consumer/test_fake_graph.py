@@ -113,6 +113,18 @@ def test_script_is_consumed_in_order_by_matching_kind(
     assert graph.pending_answers() == 0
 
 
+def test_answers_can_be_scripted_for_one_recipient(
+    graph: FakeGraphApi, http: urllib3.PoolManager
+) -> None:
+    graph.enqueue(meta_error(131056), kind="send", to="2222")
+
+    other = post(http, graph.url, SEND)
+    target = post(http, graph.url, SEND | {"to": "2222"})
+
+    assert (other.status, target.status) == (200, 400)
+    assert graph.pending_answers() == 0
+
+
 def test_http_error_has_an_html_body(graph: FakeGraphApi, http: urllib3.PoolManager) -> None:
     graph.enqueue(http_error(503))
 
@@ -147,6 +159,7 @@ def test_control_endpoints_script_list_and_reset(
 ) -> None:
     script = {
         "kind": "send",
+        "to": SEND["to"],
         "answers": [
             {"type": "meta_error", "code": 130429},
             {"type": "http_error", "status": 502},
