@@ -4,8 +4,13 @@ Both functions import these; each reports under its own `POWERTOOLS_SERVICE_NAME
 them reads only environment variables: no AWS call happens at import.
 """
 
+import functools
 import os
-from collections.abc import Mapping
+import uuid
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
@@ -16,6 +21,9 @@ logger = Logger()
 # Powertools raises on flush without a namespace; a missing variable must not cost a webhook.
 metrics = Metrics(namespace=os.environ.get(ENV_METRICS_NAMESPACE) or DEFAULT_METRICS_NAMESPACE)
 tracer = Tracer()
+
+# A handshake or a refused request has nothing to count; Powertools warns on every such flush.
+warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 
 def count_by_dimension(metric_name: str, dimension: str, counts: Mapping[str, int]) -> None:
@@ -33,3 +41,47 @@ def count_by_dimension(metric_name: str, dimension: str, counts: Mapping[str, in
             default_dimensions=metrics.default_dimensions,
         ) as metric:
             metric.add_dimension(name=dimension, value=value)
+
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+def lambda_handler(*, correlation_id_path: str | None = None) -> Callable[[Handler], Handler]:
+    """The Powertools decorators of an entry point, in their one fixed order: log context (with
+    the correlation id), then the metrics flush, then the trace.
+
+    A caller that passes no Lambda context (a script, another test harness) gets a stand-in
+    instead of an AttributeError deep inside Powertools.
+    """
+
+    def decorate(handler: Handler) -> Handler:
+        traced = tracer.capture_lambda_handler(capture_response=False)(handler)
+        instrumented = logger.inject_lambda_context(
+            correlation_id_path=correlation_id_path, clear_state=True
+        )(metrics.log_metrics(traced))
+
+        @functools.wraps(handler)
+        def entry_point(event: dict[str, Any], context: Any) -> dict[str, Any]:
+            answer: dict[str, Any] = instrumented(event, context or StandInContext())
+            return answer
+
+        return entry_point
+
+    return decorate
+
+
+@dataclass
+class StandInContext:
+    """What Powertools reads from a Lambda context, for invocations outside Lambda."""
+
+    function_name: str = field(
+        default_factory=lambda: os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "whatsapp-relay")
+    )
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 0
+    invoked_function_arn: str = ""
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    remaining_time_in_millis: int = 60_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_time_in_millis

@@ -8,7 +8,7 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.common.observability import logger, metrics, tracer
+from functions.common.observability import lambda_handler
 from functions.domain.ingest import accept_delivery, verify_subscription
 from functions.ingest import wiring
 from functions.ingest.http import (
@@ -22,12 +22,8 @@ from functions.ingest.http import (
 from functions.ingest.telemetry import report_delivery, report_rejection
 
 
-@logger.inject_lambda_context(
-    correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True
-)
-@metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+@lambda_handler(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+def handler(event: dict[str, Any], context: LambdaContext | None) -> dict[str, Any]:
     try:
         request = HttpRequest.from_event(event)
         if request.method == "GET":

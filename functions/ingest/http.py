@@ -34,7 +34,9 @@ class HttpRequest:
     body: bytes  # exactly the bytes the client sent: the signature is over these
 
     @classmethod
-    def from_event(cls, event: Mapping[str, Any]) -> HttpRequest:
+    def from_event(cls, event: object) -> HttpRequest:
+        if not isinstance(event, Mapping):
+            raise BadRequest("the event is not an API Gateway proxy event")
         headers = _single_values(event.get("headers"), event.get("multiValueHeaders"))
         query = _single_values(
             event.get("queryStringParameters"), event.get("multiValueQueryStringParameters")

@@ -317,3 +317,14 @@ def test_logs_carry_the_request_id_and_wamid_but_no_phone_number_or_text(
     assert "447700900123" not in output
     assert "secret plan" not in output
     assert APP_SECRET not in output
+
+
+def test_a_caller_without_a_lambda_context_gets_an_answer(
+    fifo_queues: FifoQueues, whatsapp_secret: str
+) -> None:
+    from functions.ingest.app import handler
+
+    answer = handler(b.signed_post(b.fixture_bytes("text"), APP_SECRET), None)
+
+    assert answer["statusCode"] == 200
+    assert len(fifo_queues.drain()) == 1

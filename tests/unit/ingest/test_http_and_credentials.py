@@ -39,6 +39,12 @@ def test_null_pieces_of_the_event_are_tolerated() -> None:
     assert HttpRequest.from_event({}).method == ""
 
 
+@pytest.mark.parametrize("event", [None, [], "GET /webhook"])
+def test_something_that_is_not_a_proxy_event_is_a_bad_request(event: object) -> None:
+    with pytest.raises(BadRequest):
+        HttpRequest.from_event(event)
+
+
 def test_bad_base64_is_a_bad_request() -> None:
     event = b.api_event()
     event.update(body="%%% not base64", isBase64Encoded=True)
