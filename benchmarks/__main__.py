@@ -3,7 +3,11 @@
 import importlib
 import sys
 
-BENCHMARKS = ("benchmarks.ingest_latency", "benchmarks.consumer_throughput")
+BENCHMARKS = (
+    "benchmarks.ingest_latency",
+    "benchmarks.peer_pywa",
+    "benchmarks.consumer_throughput",
+)
 
 
 def main() -> int:
