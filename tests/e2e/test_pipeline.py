@@ -200,3 +200,23 @@ def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
     assert "stopped:" in running.output()
     assert processes_with_env(marker) == []
     assert "Traceback" not in running.stderr
+
+
+def test_graph_api_url_sends_the_consumer_elsewhere(tmp_path: Path) -> None:
+    # Given a Graph API of our own (standing in for the real one) named by GRAPH_API_URL
+    from local_pipeline.fake_graph import FakeGraphApi
+
+    with FakeGraphApi(expected_token=ACCESS_TOKEN) as external:
+        running = PipelineProcess(tmp_path, GRAPH_API_URL=external.url).start()
+        try:
+            # When a message arrives
+            assert running.info["fake_graph"] is False
+            assert running.info["graph_api_url"] == external.url
+            wamid, body = text_webhook("16505550105")
+            assert running.post(body)[0] == 200
+            # Then the consumer talked to that API, with the configured token
+            assert external.wait_for(2, timeout=30), running.output()
+            assert [r.kind for r in external.requests] == ["read", "send"]
+            assert external.sent_messages()[0].json["context"] == {"message_id": wamid}
+        finally:
+            assert running.interrupt() == 0
