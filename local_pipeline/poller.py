@@ -41,8 +41,6 @@ from local_pipeline.lambda_context import LocalLambdaContext
 
 Handler = Callable[[dict[str, Any], Any], Any]
 ENV_LOG_FILE = "LOCAL_LOG_FILE"
-# Tests of the event source itself swap in a stand-in consumer; `make run` never sets it.
-ENV_CONSUMER_HANDLER = "LOCAL_CONSUMER_HANDLER"
 IDLE_WAIT_SECONDS = 0.25  # between empty receives, unless woken by a newly queued message
 CONSUMER_FUNCTION_NAME = "whatsapp-relay-consumer-local"
 
@@ -383,7 +381,7 @@ def main() -> None:
     from functions.common.names import ENV_QUEUE_URL
     from functions.common.observability import logger
 
-    handler = load_handler(os.environ.get(ENV_CONSUMER_HANDLER) or CONSUMER_HANDLER)
+    handler = load_handler(CONSUMER_HANDLER)
     logger.addHandler(_WarningsToConsole(events))
     stop, wake = threading.Event(), threading.Event()
 
