@@ -18,7 +18,7 @@ from functions.common.names import ENV_LOG_LEVEL, ENV_METRICS_NAMESPACE, ENV_SER
 from infra.constants import LAMBDA_PYTHON_VERSION
 
 _RUNTIMES = {"3.13": lambda_.Runtime.PYTHON_3_13, "3.14": lambda_.Runtime.PYTHON_3_14}
-_LOG_LEVELS = {
+LOG_LEVELS = {
     "DEBUG": lambda_.ApplicationLogLevel.DEBUG,
     "INFO": lambda_.ApplicationLogLevel.INFO,
     "WARNING": lambda_.ApplicationLogLevel.WARN,
@@ -87,7 +87,7 @@ def python_function(
         role=role,
         tracing=lambda_.Tracing.ACTIVE,
         logging_format=lambda_.LoggingFormat.JSON,
-        application_log_level_v2=_LOG_LEVELS[defaults.log_level],
+        application_log_level_v2=LOG_LEVELS[defaults.log_level],
         system_log_level_v2=lambda_.SystemLogLevel.WARN,
         log_group=log_group,
         environment={

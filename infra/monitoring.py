@@ -122,7 +122,9 @@ class Monitoring(Construct):
             f"SEARCH('{{{self._namespace},{DIM_SERVICE},{DIM_ERROR_CODE}}} "
             f'MetricName="{name}" {DIM_SERVICE}="{service}"\', \'Sum\', 60)'
         )
-        return cw.MathExpression(expression=search, label=label, period=_MINUTE)
+        # A dynamic label names each line after its code (a fixed one would repeat on all).
+        dynamic = f"{label} ${{PROP('Dim.{DIM_ERROR_CODE}')}}"
+        return cw.MathExpression(expression=search, label=dynamic, period=_MINUTE)
 
     # --- alarms -------------------------------------------------------------------------------
 

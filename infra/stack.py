@@ -47,7 +47,7 @@ from infra.constants import (
     OUTPUT_SECRET_ARN,
     OUTPUT_WEBHOOK_URL,
 )
-from infra.function_factory import FunctionDefaults, python_function
+from infra.function_factory import LOG_LEVELS, FunctionDefaults, python_function
 from infra.monitoring import MonitoredResources, Monitoring
 from infra.nag import acknowledge
 from infra.queueing import InboundQueues
@@ -88,7 +88,12 @@ class RelayProps:
                 f"consumer_max_concurrency must be {MIN_MAX_CONCURRENCY}..{MAX_MAX_CONCURRENCY}"
             )
         if self.api_rate_limit_per_second < 1 or self.api_burst_limit < 1:
-            raise ValueError("API throttling limits must be positive")
+            raise ValueError("api_rate_limit_per_second and api_burst_limit must be positive")
+        if self.log_level not in LOG_LEVELS:
+            raise ValueError(f"log_level must be one of {sorted(LOG_LEVELS)}")
+        if self.max_receive_count < 1:
+            raise ValueError("max_receive_count must be at least 1")
+        log_retention(self.log_retention_days)  # raises on a retention CloudWatch refuses
 
 
 class WhatsAppRelayStack(Stack):
@@ -244,5 +249,5 @@ _RETENTION = {
 def log_retention(days: int) -> logs.RetentionDays:
     """CloudWatch Logs accepts only certain retentions; these are the ones this stack offers."""
     if days not in _RETENTION:
-        raise ValueError(f"log retention must be one of {sorted(_RETENTION)} days")
+        raise ValueError(f"log_retention_days must be one of {sorted(_RETENTION)}")
     return _RETENTION[days]

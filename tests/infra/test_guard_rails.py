@@ -1,0 +1,86 @@
+"""The guard rails around the stack: cdk-nag at synth, prop validation, context parsing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from aws_cdk import App, Stack
+from aws_cdk import aws_sqs as sqs
+
+from app import CONTEXT_KEYS, props_from_context
+from infra.constants import STACK_NAME
+from infra.nag import run_aws_solutions_checks
+from infra.stack import RelayProps, WhatsAppRelayStack
+from tests.infra.conftest import stand_in_code
+
+pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("cdk")]
+
+
+def test_the_stack_is_clean_under_the_aws_solutions_pack(tmp_path: Path) -> None:
+    # Given the stack with the AwsSolutions pack registered, as app.py does
+    app = App(outdir=str(tmp_path))
+    WhatsAppRelayStack(app, STACK_NAME, props=RelayProps(code=stand_in_code()))
+    run_aws_solutions_checks(app)
+
+    # When it is synthesized, then no finding is left unacknowledged (synth would raise)
+    app.synth()
+    report = tmp_path / "validation-report.json"
+    if report.exists():  # an empty report may be written on success
+        plugin_reports = json.loads(report.read_text())["pluginReports"]
+        assert all(r["conclusion"] == "success" for r in plugin_reports), plugin_reports
+
+
+def test_an_unacknowledged_finding_fails_synth(tmp_path: Path) -> None:
+    # Given a stack with a queue that breaks AwsSolutions rules (no DLQ, no TLS enforcement)
+    app = App(outdir=str(tmp_path))
+    sqs.Queue(Stack(app, "Careless"), "Queue")
+    run_aws_solutions_checks(app)
+
+    # When it is synthesized, then synth fails and the report names the rules
+    with pytest.raises(RuntimeError, match="ValidationFailed"):
+        app.synth()
+    report = json.loads((tmp_path / "validation-report.json").read_text())
+    rules = {v["ruleName"] for r in report["pluginReports"] for v in r["violations"]}
+    assert {"AwsSolutions-SQS3", "AwsSolutions-SQS4"} <= rules
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("consumer_batch_size", 11),
+        ("consumer_batch_size", 0),
+        ("consumer_max_concurrency", 1),
+        ("consumer_max_concurrency", 1001),
+        ("max_receive_count", 0),
+        ("api_rate_limit_per_second", 0),
+        ("log_level", "VERBOSE"),
+        ("log_retention_days", 31),
+    ],
+)
+def test_props_refuse_values_aws_would_refuse_at_deploy(field: str, value: object) -> None:
+    with pytest.raises(ValueError, match=field):
+        RelayProps(code=stand_in_code(), **{field: value})  # type: ignore[arg-type]
+
+
+def test_context_values_become_props() -> None:
+    context = {
+        "alarmEmail": "ops@example.com",
+        "maxReceiveCount": "3",  # `cdk -c key=value` passes strings
+        "consumerMaxConcurrency": 20,
+        "graphApiVersion": "v26.0",
+        "webAclArn": "",  # empty means not set
+    }
+    props = props_from_context(App(context=context), stand_in_code())
+    assert props.alarm_email == "ops@example.com"
+    assert props.max_receive_count == 3
+    assert props.consumer_max_concurrency == 20
+    assert props.graph_api_version == "v26.0"
+    assert props.web_acl_arn is None
+    assert set(CONTEXT_KEYS.values()) <= set(RelayProps.__dataclass_fields__)
+
+
+def test_no_context_means_the_defaults() -> None:
+    code = stand_in_code()
+    assert props_from_context(App(), code) == RelayProps(code=code)
