@@ -59,20 +59,25 @@ run: $(STAMP) ## the whole pipeline on this machine (moto + ingest + consumer + 
 demo: $(STAMP) ## drive a running `make run` with every kind of webhook and check the replies
 	$(PY) -m local_pipeline.demo
 
+# CDK context for synth/diff/deploy, e.g. make deploy CDK_ARGS="-c alarmEmail=ops@example.com"
+# (keys: app.py CONTEXT_KEYS); tools.dlq flags, e.g. make inspect-dlq ARGS="--why --limit 20".
+CDK_ARGS ?=
+ARGS ?=
+
 synth: $(STAMP) $(NODE_STAMP) ## synthesize the stack offline into cdk.out/ (cdk-nag runs here)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK) synth --quiet
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK) synth --quiet $(CDK_ARGS)
 
 diff: $(STAMP) $(NODE_STAMP) ## cdk diff against your account
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK) diff
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK) diff $(CDK_ARGS)
 
 deploy: $(STAMP) $(NODE_STAMP) ## cdk deploy into your AWS account
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK) deploy
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK) deploy $(CDK_ARGS)
 
 redrive: $(STAMP) ## move the dead-letter queue back to the inbound queue (StartMessageMoveTask)
-	$(PY) -m tools.dlq redrive
+	$(PY) -m tools.dlq redrive $(ARGS)
 
 inspect-dlq: $(STAMP) ## show what is in the dead-letter queue and why it failed (masked)
-	$(PY) -m tools.dlq inspect
+	$(PY) -m tools.dlq inspect $(ARGS)
 
 bench: $(STAMP) ## speed and memory benchmarks (ratios, one run)
 	$(PY) -m benchmarks
