@@ -418,6 +418,7 @@ def _meta_error_document(answer: Answer) -> dict[str, Any]:
 def _handler_for(graph: FakeGraphApi) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as Meta's edge does
+        disable_nagle_algorithm = True  # headers and body leave at once: no 40 ms ACK stalls
         server_version = "FakeGraphApi/1.0"
 
         def log_message(self, format: str, *args: Any) -> None:
