@@ -7,16 +7,23 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.common.observability import logger, metrics, tracer
+from functions.common.settings import ConfigurationError
 from functions.consumer import wiring
 from functions.consumer.events import inbox_records
-from functions.consumer.telemetry import report_batch
+from functions.consumer.telemetry import report_batch, report_unusable_configuration
 from functions.domain.consume import consume_batch
+from functions.domain.reply_rules import ReplyRulesError
 
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = consume_batch(inbox_records(event), wiring.consumer(context))
+    try:
+        consumer = wiring.consumer(context)
+    except (ConfigurationError, ReplyRulesError, OSError) as error:
+        report_unusable_configuration(error)
+        raise  # a failed invocation: SQS redelivers the whole batch, Lambda counts an Error
+    result = consume_batch(inbox_records(event), consumer)
     report_batch(result)
     return {"batchItemFailures": result.batch_item_failures()}

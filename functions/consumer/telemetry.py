@@ -29,6 +29,8 @@ from functions.common.names import (
 from functions.common.observability import count_by_dimension, logger, metrics
 from functions.domain.consume import BatchResult, RecordOutcome, Result
 
+CODE_CONFIGURATION = "configuration"
+
 _COUNTED_RESULTS = {
     Result.DUPLICATE: METRIC_DUPLICATE_SKIPPED,
     Result.UNCERTAIN: METRIC_REPLY_UNCERTAIN,
@@ -135,3 +137,12 @@ def _fields(outcome: RecordOutcome) -> dict[str, object]:
         "result": outcome.result.value,
         "receive_count": outcome.record.receive_count,
     } | {key: value for key, value in optional.items() if value is not None}
+
+
+def report_unusable_configuration(error: Exception) -> None:
+    """The function cannot run at all (settings or reply rules): the whole batch is retried."""
+    count_by_dimension(METRIC_RETRY_SCHEDULED, DIM_ERROR_CODE, {CODE_CONFIGURATION: 1})
+    logger.error(
+        "consumer misconfigured; the batch is retried until this is fixed",
+        extra={"reason": str(error), "error_code": CODE_CONFIGURATION},
+    )

@@ -53,7 +53,8 @@ from functions.domain.queued_record import QueuedRecord, UnreadableRecord
 from functions.domain.reply_rules import ReplyDecision, ReplyRules
 
 CODE_INTERNAL_ERROR = "internal_error"
-CODE_TIME_BUDGET = "time_budget"
+CODE_TIME_BUDGET = "time_budget"  # not started: too little time left in the invocation
+CODE_HELD_BACK = "held_back"  # not started: an earlier record of its conversation failed
 # Visibility for records held back behind a failed record of their conversation: visible again
 # at once, so the failed record's own backoff alone decides when the conversation resumes (FIFO
 # delivers nothing of a group while its failed head is invisible).
@@ -202,16 +203,17 @@ def consume_batch(records: Sequence[InboxRecord], consumer: Consumer) -> BatchRe
 
 def _consume_group(records: Sequence[InboxRecord], consumer: Consumer) -> list[RecordOutcome]:
     outcomes: list[RecordOutcome] = []
-    blocker: str | None = None
+    blocker: tuple[str, str] | None = None  # (code, reason)
     for record in records:
         if blocker is None and consumer.remaining_seconds() < consumer.min_seconds_to_start:
-            blocker = CODE_TIME_BUDGET
+            blocker = (CODE_TIME_BUDGET, "too little time left in this invocation")
         if blocker is not None:
             outcomes.append(
                 RecordOutcome(
                     record=record,
                     result=Result.HELD_BACK,
-                    reason=blocker,
+                    retry_code=blocker[0],
+                    reason=blocker[1],
                     delay_seconds=HELD_BACK_VISIBILITY_SECONDS,
                 )
             )
@@ -219,7 +221,7 @@ def _consume_group(records: Sequence[InboxRecord], consumer: Consumer) -> list[R
         outcome = _guarded(record, consumer)
         outcomes.append(outcome)
         if outcome.failed:
-            blocker = f"after {record.message_id}"
+            blocker = (CODE_HELD_BACK, f"behind {record.message_id} of the same conversation")
     return outcomes
 
 

@@ -35,6 +35,7 @@ from functions.common.names import (
     METRIC_RETRY_SCHEDULED,
     METRIC_TEMPLATE_FALLBACK,
 )
+from functions.common.settings import ConfigurationError
 from functions.consumer.app import handler
 from functions.domain.reply_rules import ReplyRulesError
 from local_pipeline.fake_graph import (
@@ -348,6 +349,7 @@ def test_a_mixed_batch_fails_only_what_must_fail(
     metrics = emitted_metrics(capsys.readouterr().out)
     assert metric_total(metrics, METRIC_POISON_RECORD) == 1
     assert metric_total(metrics, METRIC_RETRY_SCHEDULED, **{DIM_ERROR_CODE: "poison"}) == 1
+    assert metric_total(metrics, METRIC_RETRY_SCHEDULED, **{DIM_ERROR_CODE: "held_back"}) == 2
     assert metric_total(metrics, METRIC_REPLY_SENT) == 4
 
 
@@ -405,7 +407,11 @@ def test_replies_come_from_the_rules_file_named_by_the_environment(
 
 
 def test_an_invalid_rules_file_fails_loudly_naming_the_rule(
-    consumer_env: FakeGraphApi, inbox: Inbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    consumer_env: FakeGraphApi,
+    inbox: Inbox,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     path = tmp_path / "rules.json"
     path.write_text(json.dumps({"rules": [{"name": "broken", "match": {"types": ["text"]}}]}))
@@ -415,6 +421,18 @@ def test_an_invalid_rules_file_fails_loudly_naming_the_rule(
     with pytest.raises(ReplyRulesError, match="broken"):
         handler(inbox.event(), context())
     assert consumer_env.requests == []
+    metrics = emitted_metrics(capsys.readouterr().out)
+    assert metric_total(metrics, METRIC_RETRY_SCHEDULED, **{DIM_ERROR_CODE: "configuration"}) == 1
+
+
+def test_missing_settings_fail_the_invocation_with_a_clear_error(
+    consumer_env: FakeGraphApi, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(ENV_IDEMPOTENCY_TABLE)
+    inbox.put(body())
+
+    with pytest.raises(ConfigurationError, match=ENV_IDEMPOTENCY_TABLE):
+        handler(inbox.event(), context())
 
 
 def test_backoff_works_without_queue_url_through_the_event_source_arn(

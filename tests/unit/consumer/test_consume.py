@@ -257,6 +257,8 @@ def test_failure_holds_back_its_conversation_only() -> None:
         a2.message_id,
         a3.message_id,
     ]
+    held = [o for o in result.outcomes if o.result is Result.HELD_BACK]
+    assert {o.retry_code for o in held} == {"held_back"}
     timeouts = visibility.timeouts()
     assert timeouts[a1.message_id] >= 5
     assert timeouts[a2.message_id] == timeouts[a3.message_id] == 0
@@ -313,6 +315,7 @@ def test_no_record_is_started_without_time_for_its_calls() -> None:
     result = consume_batch(items, consumer(graph, remaining_seconds=lambda: 4.0))
 
     assert [o.result for o in result.outcomes] == [Result.HELD_BACK, Result.HELD_BACK]
+    assert {o.retry_code for o in result.outcomes} == {"time_budget"}
     assert graph.calls == []
     assert len(result.batch_item_failures()) == 2
 
