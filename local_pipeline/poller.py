@@ -20,6 +20,7 @@ go to the file named by `LOCAL_LOG_FILE`.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -120,8 +121,6 @@ def sqs_event(messages: list[Mapping[str, Any]], *, queue_arn: str, region: str)
 
 
 def _lambda_attribute(value: Mapping[str, Any]) -> dict[str, Any]:
-    import base64
-
     converted: dict[str, Any] = {
         "stringListValues": list(value.get("StringListValues") or []),
         "binaryListValues": [

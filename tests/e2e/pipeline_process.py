@@ -72,6 +72,7 @@ class PipelineProcess:
         self._lines_lock = threading.Lock()
         self._ready = threading.Event()
         self._stderr = ""
+        self._readers: list[threading.Thread] = []
         self.webhook_url = ""
         self.info: dict[str, Any] = {}
 
@@ -87,8 +88,12 @@ class PipelineProcess:
             text=True,
             start_new_session=True,
         )
-        threading.Thread(target=self._read_stdout, daemon=True).start()
-        threading.Thread(target=self._read_stderr, daemon=True).start()
+        self._readers = [
+            threading.Thread(target=self._read_stdout, daemon=True),
+            threading.Thread(target=self._read_stderr, daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
         if wait:
             self.wait_ready()
         return self
@@ -111,15 +116,19 @@ class PipelineProcess:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
         try:
-            return self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
+            return self.wait_exit(STOP_TIMEOUT_SECONDS)
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
             raise AssertionError("make run did not stop within 30 s of Ctrl-C") from None
 
     def wait_exit(self, timeout: float = START_TIMEOUT_SECONDS) -> int:
+        """Wait for the process to end and its output to be read in full: the exit code."""
         assert self.process is not None
-        return self.process.wait(timeout=timeout)
+        code = self.process.wait(timeout=timeout)
+        for reader in self._readers:
+            reader.join(timeout=10)
+        return code
 
     def _read_stdout(self) -> None:
         assert self.process is not None

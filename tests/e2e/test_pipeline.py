@@ -29,7 +29,9 @@ from tests.e2e.pipeline_process import (
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("local-pipeline")]
 
 
-@pytest.fixture(scope="module")
+# Session scope: one `make run` for every test here, even when xdist hands this module's tests
+# to its worker in several chunks (a module-scoped fixture would restart between them).
+@pytest.fixture(scope="session")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipelineProcess]:
     running = PipelineProcess(tmp_path_factory.mktemp("make-run")).start()
     yield running
@@ -182,7 +184,6 @@ def test_port_in_use_is_a_clear_error_not_a_traceback(
     port = pipeline.webhook_url.split(":")[2].split("/")[0]
     second = PipelineProcess(tmp_path, PORT=port).start(wait=False)
     assert second.wait_exit() == 1
-    time.sleep(0.2)  # let the reader threads drain the pipes
     assert f"port {port} on 127.0.0.1 is already in use" in second.output()
     assert "Traceback" not in second.stderr
 
