@@ -263,3 +263,15 @@ def test_dashboard_has_every_panel_on_call_needs(default_stack: Synthesized) -> 
     messages = json.dumps(_metrics_of(widget(body, "Messages / min")))
     assert json.dumps([METRIC_REPLY_SENT, DIM_SERVICE, CONSUMER_SERVICE])[1:-1] in messages
     assert len(widget(body, "Alarms")["properties"]["alarms"]) == len(EXPECTED_ALARMS)
+
+
+def test_runbook_has_a_section_for_every_alarm_the_descriptions_link_to(
+    default_stack: Synthesized,
+) -> None:
+    from infra.bundling import REPO_ROOT
+
+    runbook = (REPO_ROOT / "docs" / "runbook.md").read_text(encoding="utf-8")
+    headings = {line[3:].strip() for line in runbook.splitlines() if line.startswith("## ")}
+    for name, props in alarms(default_stack).items():
+        assert name in headings, f"docs/runbook.md lacks '## {name}'"
+        assert props["AlarmDescription"].endswith(f"#{name.lower()}")
