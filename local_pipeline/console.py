@@ -43,8 +43,13 @@ def short_id(wamid: str | None) -> str:
 
 
 class Console:
-    def __init__(self, stream: IO[str], *, color: bool | None = None) -> None:
+    def __init__(
+        self, stream: IO[str], *, color: bool | None = None, graph_visible: bool = True
+    ) -> None:
+        """`graph_visible`: the Graph API's calls are reported (the fake one), so the consumer's
+        own "replied" outcome would only repeat them."""
         self._stream = stream
+        self.graph_visible = graph_visible
         if color is None:
             color = stream.isatty() and not os.environ.get("NO_COLOR")
         self._color = color
@@ -148,15 +153,28 @@ class Console:
         if kind == "batch":
             self._batch(document)
         elif kind == "log":
-            fields = dict(document.get("fields") or {})
-            tag = f"msg {short_id(str(fields['wamid']))} " if fields.get("wamid") else ""
-            details = " ".join(
-                f"{key}={value}"
-                for key, value in sorted(fields.items())
-                if key not in _REDUNDANT_LOG_FIELDS
-            )
-            color = "red" if document.get("level") in ("ERROR", "CRITICAL") else "yellow"
-            self.event("consumer", color, f"{tag}{document.get('message')} {details}".strip())
+            self._consumer_log(document)
+
+    def _consumer_log(self, document: Mapping[str, Any]) -> None:
+        fields = dict(document.get("fields") or {})
+        level = document.get("level")
+        wamid = fields.get("wamid")
+        tag = f"msg {short_id(str(wamid))} " if wamid else ""
+        result = fields.get("result")
+        if level == "INFO" and result is not None:
+            if result == "replied" and self.graph_visible:
+                return
+            reply = f" {fields['reply_type']}" if fields.get("reply_type") else ""
+            why = f" ({fields['decision']})" if fields.get("decision") else ""
+            self.event("outcome", "green", f"{tag}{result}{reply}{why}")
+            return
+        details = " ".join(
+            f"{key}={value}"
+            for key, value in sorted(fields.items())
+            if key not in _REDUNDANT_LOG_FIELDS
+        )
+        color = "red" if level in ("ERROR", "CRITICAL") else "yellow"
+        self.event("consumer", color, f"{tag}{document.get('message')} {details}".strip())
 
     def _batch(self, document: Mapping[str, Any]) -> None:
         if document.get("error"):
@@ -171,8 +189,7 @@ class Console:
             )
             attempt = record.get("receive_count")
             if record.get("succeeded"):
-                self.event("done", "dim", f"{label} (attempt {attempt})")
-                continue
+                continue  # deleted from the queue; the outcome line says how it ended
             if max_receives and attempt and attempt >= max_receives:
                 self.event(
                     "failed",

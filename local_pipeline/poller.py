@@ -340,14 +340,17 @@ _STANDARD_RECORD_KEYS = frozenset(vars(logging.makeLogRecord({}))) | {"message",
 _HIDDEN_KEY_PARTS = ("text", "body", "token", "secret", "authorization", "caption")
 
 
-class _WarningsToConsole(logging.Handler):
-    """Forwards the consumer's WARNING+ log records (message + scalar fields) to the console."""
+class _ConsumerLogToConsole(logging.Handler):
+    """Forwards the consumer's per-record outcome lines (records carrying a `result` field) and
+    its warnings and errors to the console: message and scalar fields, nothing else."""
 
     def __init__(self, events: _EventWriter) -> None:
-        super().__init__(level=logging.WARNING)
+        super().__init__(level=logging.INFO)
         self._events = events
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno < logging.WARNING and "result" not in vars(record):
+            return
         fields = {
             key: value
             for key, value in vars(record).items()
@@ -381,7 +384,7 @@ def main() -> None:
     from functions.common.observability import logger
 
     handler = load_handler(CONSUMER_HANDLER)
-    logger.addHandler(_WarningsToConsole(events))
+    logger.addHandler(_ConsumerLogToConsole(events))
     stop, wake = threading.Event(), threading.Event()
 
     def read_parent() -> None:

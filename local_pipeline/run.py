@@ -370,7 +370,7 @@ def main() -> int:
         print(f"make run: {error}", file=sys.stderr)
         return 2
     console_stream = _console_stream()
-    console = Console(console_stream)
+    console = Console(console_stream, graph_visible=config.graph_api_url is None)
     pipeline = LocalPipeline(config, console)
     ingest_log = open(pipeline.ingest_log, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
     sys.stdout.flush()

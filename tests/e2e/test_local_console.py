@@ -89,7 +89,7 @@ def test_graph_calls_become_read_and_replied_lines() -> None:
     assert SENDER not in stream.getvalue()
 
 
-def test_batch_results_become_retry_failed_and_done_lines() -> None:
+def test_batch_results_become_retry_and_dead_letter_lines() -> None:
     out, stream = console()
     record = {"wamid": "wamid.one", "message_type": "text", "sender": "*******9876"}
     out.worker_event(
@@ -106,7 +106,7 @@ def test_batch_results_become_retry_failed_and_done_lines() -> None:
     lines = stream.getvalue().splitlines()
     assert "failed attempt 1: retry in 7 s" in lines[0]
     assert "failed attempt 8/8: moving to the dead-letter queue" in lines[1]
-    assert "done" in lines[2]
+    assert len(lines) == 2  # a record that succeeded is told by its outcome line
 
 
 def test_consumer_warnings_are_one_line_without_redundant_fields() -> None:
@@ -122,6 +122,33 @@ def test_consumer_warnings_are_one_line_without_redundant_fields() -> None:
     line = stream.getvalue()
     assert f"msg {short_id('wamid.one')} record will be retried error_code=130429" in line
     assert "sqs_message_id" not in line
+
+
+def outcome(result: str, **fields: object) -> dict[str, object]:
+    return {
+        "event": "log",
+        "level": "INFO",
+        "message": "record done",
+        "fields": {"wamid": "wamid.one", "result": result, **fields},
+    }
+
+
+def test_outcomes_say_how_each_record_ended() -> None:
+    out, stream = console()
+    out.worker_event(outcome("no_reply", decision="type:reaction"))
+    out.worker_event(outcome("duplicate"))
+    lines = stream.getvalue().splitlines()
+    assert f"outcome   msg {short_id('wamid.one')} no_reply (type:reaction)" in lines[0]
+    assert f"msg {short_id('wamid.one')} duplicate" in lines[1]
+
+
+def test_replied_outcome_shows_only_when_the_graph_calls_are_not_visible() -> None:
+    out, stream = console()
+    out.worker_event(outcome("replied", reply_type="text"))
+    assert stream.getvalue() == ""  # the fake Graph API's "replied" line already said it
+    out.graph_visible = False  # a real Graph API (GRAPH_API_URL)
+    out.worker_event(outcome("replied", reply_type="text"))
+    assert f"msg {short_id('wamid.one')} replied text" in stream.getvalue()
 
 
 def test_config_defaults() -> None:
