@@ -1,8 +1,8 @@
 """The readable side of `make run`: one line per pipeline event, phone numbers masked.
 
 Events are derived from what the pipeline's pieces observe — the gateway's exchanges, the
-consumer worker's batch results and warnings, the fake Graph API's recorded calls — never from
-the handlers printing. No message text is shown.
+consumer worker's batch results, the consumer's own outcome and warning log records, the fake
+Graph API's recorded calls — never from the handlers printing. No message text is shown.
 """
 
 from __future__ import annotations
