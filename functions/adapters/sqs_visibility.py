@@ -15,6 +15,10 @@ from functions.common import aws_clients
 from functions.domain.graph import VisibilityChange
 
 MAX_BATCH: Final = 10
+# SQS caps a message's *total* visibility at 12 hours from the moment it was received, and the
+# poller received it a little before this invocation started: keep a margin below the cap.
+MAX_TOTAL_VISIBILITY_SECONDS: Final = 43_200
+RECEIVED_AGO_MARGIN_SECONDS: Final = 300
 
 
 class SqsVisibility:
@@ -43,7 +47,10 @@ class SqsVisibility:
                     {
                         "Id": str(index),
                         "ReceiptHandle": change.receipt_handle,
-                        "VisibilityTimeout": change.timeout_seconds,
+                        "VisibilityTimeout": min(
+                            change.timeout_seconds,
+                            MAX_TOTAL_VISIBILITY_SECONDS - RECEIVED_AGO_MARGIN_SECONDS,
+                        ),
                     }
                     for index, change in enumerate(chunk)
                 ]

@@ -1,0 +1,47 @@
+"""The exact ChangeMessageVisibilityBatch request, pinned with botocore's Stubber."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from functions.adapters.sqs_visibility import SqsVisibility
+from functions.common import aws_clients
+from functions.domain.graph import VisibilityChange
+
+pytestmark = pytest.mark.unit
+
+QUEUE_URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/inbound.fifo"
+ARN = "arn:aws:sqs:eu-west-1:123456789012:inbound.fifo"
+
+
+def test_one_batch_call_with_the_twelve_hour_limit_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    sqs = boto3.client("sqs", region_name="eu-west-1", endpoint_url="http://127.0.0.1:9")
+    monkeypatch.setattr(aws_clients, "client", lambda service: sqs)
+    changes = [
+        VisibilityChange("m1", "rh1", ARN, 16),
+        VisibilityChange("m2", "rh2", ARN, 43_200),
+        VisibilityChange("m3", "rh3", ARN, 0),
+    ]
+    with Stubber(sqs) as stub:
+        stub.add_response(
+            "change_message_visibility_batch",
+            {
+                "Successful": [{"Id": "0"}, {"Id": "1"}],
+                "Failed": [{"Id": "2", "SenderFault": True, "Code": "ReceiptHandleIsInvalid"}],
+            },
+            {
+                "QueueUrl": QUEUE_URL,
+                "Entries": [
+                    {"Id": "0", "ReceiptHandle": "rh1", "VisibilityTimeout": 16},
+                    {"Id": "1", "ReceiptHandle": "rh2", "VisibilityTimeout": 42_900},
+                    {"Id": "2", "ReceiptHandle": "rh3", "VisibilityTimeout": 0},
+                ],
+            },
+        )
+
+        failed = SqsVisibility(QUEUE_URL).change(changes)
+
+        stub.assert_no_pending_responses()
+    assert failed == ["m3"]
