@@ -6,7 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.common.observability import logger, metrics, tracer
+from functions.common.observability import lambda_handler
 from functions.common.settings import ConfigurationError
 from functions.consumer import wiring
 from functions.consumer.events import inbox_records
@@ -15,9 +15,7 @@ from functions.domain.consume import consume_batch
 from functions.domain.reply_rules import ReplyRulesError
 
 
-@logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
+@lambda_handler()
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         consumer = wiring.consumer(context)

@@ -484,3 +484,14 @@ def test_graph_api_unreachable_is_a_network_retry(
     assert failures(response) == ids(event)
     metrics = emitted_metrics(capsys.readouterr().out)
     assert metric_total(metrics, METRIC_GRAPH_API_ERROR, **{DIM_ERROR_CODE: "network"}) == 2
+
+
+def test_a_caller_without_a_lambda_context_still_gets_replies(
+    consumer_env: FakeGraphApi, inbox: Inbox
+) -> None:
+    inbox.put(body(inbound(text="hello"), phone_number_id=PNID))
+
+    response = handler(inbox.event(), None)  # type: ignore[arg-type]
+
+    assert response == {"batchItemFailures": []}
+    assert [r.kind for r in consumer_env.requests] == ["read", "send"]
