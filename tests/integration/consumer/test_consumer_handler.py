@@ -491,7 +491,7 @@ def test_a_caller_without_a_lambda_context_still_gets_replies(
 ) -> None:
     inbox.put(body(inbound(text="hello"), phone_number_id=PNID))
 
-    response = handler(inbox.event(), None)  # type: ignore[arg-type]
+    response = handler(inbox.event(), None)
 
     assert response == {"batchItemFailures": []}
     assert [r.kind for r in consumer_env.requests] == ["read", "send"]
