@@ -70,7 +70,6 @@ class WebhookApi(Construct):
                 throttling_rate_limit=rate_limit_per_second,
                 throttling_burst_limit=burst_limit,
                 tracing_enabled=True,
-                metrics_enabled=True,
                 access_log_destination=apigw.LogGroupLogDestination(self.access_logs),
                 access_log_format=apigw.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FIELDS)),
             ),
