@@ -29,7 +29,9 @@ ACCESS_LOG_FIELDS = {
     "integrationStatus": _F.context_integration_status(),
     "responseLength": _F.context_response_length(),
     "sourceIp": _F.context_identity_source_ip(),
-    "errorMessage": _F.context_error_message(),
+    # THROTTLED, MISSING_AUTHENTICATION_TOKEN, ...: an enum, so it cannot break the JSON line
+    # (free-text `error.message` could contain quotes).
+    "errorType": _F.context_error_response_type(),
     "xrayTraceId": _F.context_xray_trace_id(),
 }
 
