@@ -16,7 +16,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export CDK_DISABLE_VERSION_CHECK := 1
 export CDK_CLI_NOTICES := false
 
-.PHONY: help venv test lint format typecheck unit run demo synth deploy diff redrive inspect-dlq bench lock clean
+.PHONY: help venv test lint format typecheck unit run demo synth bootstrap deploy diff redrive inspect-dlq bench lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ ARGS ?=
 
 synth: $(STAMP) $(NODE_STAMP) ## synthesize the stack offline into cdk.out/ (cdk-nag runs here)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK) synth --quiet $(CDK_ARGS)
+
+bootstrap: $(STAMP) $(NODE_STAMP) ## cdk bootstrap: once per AWS account and region, before deploy
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK) bootstrap $(CDK_ARGS)
 
 diff: $(STAMP) $(NODE_STAMP) ## cdk diff against your account
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK) diff $(CDK_ARGS)
