@@ -46,7 +46,7 @@ typecheck: $(STAMP) ## mypy --strict
 	$(BIN)/mypy
 
 test: $(STAMP) $(NODE_STAMP) lint typecheck ## lint, types, cfn-lint and the whole test suite
-	$(PY) -m pytest -n 2 --dist loadgroup --cov --cov-report=term
+	$(PY) -m pytest -n 2 --dist loadfile --cov --cov-report=term
 	$(MAKE) --no-print-directory synth
 	$(BIN)/cfn-lint -i W3005 -- cdk.out/*.template.json
 
@@ -82,12 +82,16 @@ redrive: $(STAMP) ## move the dead-letter queue back to the inbound queue (Start
 inspect-dlq: $(STAMP) ## show what is in the dead-letter queue and why it failed (masked)
 	$(PY) -m tools.dlq inspect $(ARGS)
 
-bench: $(STAMP) ## speed and memory benchmarks (ratios, one run)
+$(VENV)/.bench-installed: $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt ".[bench]"
+	@touch $@
+
+bench: $(STAMP) $(VENV)/.bench-installed ## speed and memory benchmarks (ratios, one run)
 	$(PY) -m benchmarks
 
 lock: ## re-resolve constraints.txt from pyproject.toml (then review the diff)
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/pip install --quiet ".[dev,infra]"
+	.lock-venv/bin/pip install --quiet ".[dev,infra,bench]"
 	.lock-venv/bin/pip freeze --exclude-editable | grep -vE '^(whatsapp-relay|pip|setuptools|wheel)==' > constraints.txt
 	rm -rf .lock-venv
 

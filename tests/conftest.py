@@ -8,6 +8,7 @@ calling AWS.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -169,3 +170,17 @@ def whatsapp_secret(aws: str, monkeypatch: pytest.MonkeyPatch) -> str:
     )
     monkeypatch.setenv(ENV_SECRET_ID, name)
     return name
+
+
+@pytest.fixture
+def captured_logs() -> Iterator[io.StringIO]:
+    """What the functions' Powertools logger writes during the test (its JSON lines)."""
+    from functions.common.observability import logger
+
+    handler = logger.registered_handler
+    stream = io.StringIO()
+    previous = handler.setStream(stream)  # type: ignore[attr-defined]
+    try:
+        yield stream
+    finally:
+        handler.setStream(previous)  # type: ignore[attr-defined]

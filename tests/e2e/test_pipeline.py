@@ -26,7 +26,7 @@ from tests.e2e.pipeline_process import (
     processes_with_env,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("local-pipeline")]
+pytestmark = pytest.mark.e2e
 
 
 # Session scope: one `make run` for every test here, even when xdist hands this module's tests

@@ -14,7 +14,7 @@ from infra.nag import run_aws_solutions_checks
 from infra.stack import RelayProps
 from tests.infra.conftest import Synthesized, stand_in_code
 
-pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("cdk")]
+pytestmark = pytest.mark.infra
 
 
 def test_both_configurations_are_clean_under_the_aws_solutions_pack(

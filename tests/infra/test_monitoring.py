@@ -31,7 +31,7 @@ from infra.constants import (
 )
 from tests.infra.conftest import CUSTOM_PROPS, Synthesized
 
-pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("cdk")]
+pytestmark = pytest.mark.infra
 
 GE = "GreaterThanOrEqualToThreshold"
 

@@ -56,7 +56,7 @@ from infra.constants import (
 )
 from tests.infra.conftest import CUSTOM_PROPS, Synthesized
 
-pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("cdk")]
+pytestmark = pytest.mark.infra
 
 DAY_SECONDS = 86_400
 

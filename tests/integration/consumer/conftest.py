@@ -4,7 +4,6 @@ fake Graph API on loopback."""
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import uuid
 from collections.abc import Iterator
@@ -134,51 +133,3 @@ def context(remaining_ms: int = 30_000) -> LambdaContext:
 
 def dumps(document: Any) -> str:
     return json.dumps(document)
-
-
-def emitted_metrics(output: str) -> list[dict[str, Any]]:
-    """The EMF documents a run printed, each as {name, value, dimensions}."""
-    found = []
-    for line in output.splitlines():
-        if not line.startswith("{") or '"_aws"' not in line:
-            continue
-        document = json.loads(line)
-        directive = document["_aws"]["CloudWatchMetrics"][0]
-        dimensions = {name: document[name] for name in directive["Dimensions"][0]}
-        for metric in directive["Metrics"]:
-            value = document[metric["Name"]]
-            found.append(
-                {
-                    "name": metric["Name"],
-                    "value": sum(value) if isinstance(value, list) else value,
-                    "unit": metric.get("Unit"),
-                    "dimensions": dimensions,
-                }
-            )
-    return found
-
-
-def metric_total(metrics: list[dict[str, Any]], name: str, **dimensions: str) -> float:
-    return sum(
-        float(m["value"])
-        for m in metrics
-        if m["name"] == name and all(m["dimensions"].get(k) == v for k, v in dimensions.items())
-    )
-
-
-@pytest.fixture
-def captured_logs() -> Iterator[io.StringIO]:
-    """What the functions' Powertools logger writes during the test (its JSON lines)."""
-    from functions.common.observability import logger
-
-    handler = logger.registered_handler
-    stream = io.StringIO()
-    previous = handler.setStream(stream)  # type: ignore[attr-defined]
-    try:
-        yield stream
-    finally:
-        handler.setStream(previous)  # type: ignore[attr-defined]
-
-
-def log_lines(stream: io.StringIO) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]

@@ -47,14 +47,8 @@ from local_pipeline.fake_graph import (
     reset_connection,
 )
 from tests.conftest import ACCESS_TOKEN, boto_client
-from tests.integration.consumer.conftest import (
-    GRAPH_VERSION,
-    Inbox,
-    context,
-    emitted_metrics,
-    log_lines,
-    metric_total,
-)
+from tests.integration.consumer.conftest import GRAPH_VERSION, Inbox, context
+from tests.telemetry import emitted_metrics, log_lines, metric_total
 from tests.unit.consumer.builders import (
     BUSINESS_DISPLAY_NUMBER,
     SENDER,

@@ -12,7 +12,8 @@ from functions.domain.queued_record import QueuedRecord
 from functions.domain.signature import sign
 from tests.conftest import APP_SECRET, VERIFY_TOKEN, FifoQueues, boto_client
 from tests.events import builders as b
-from tests.integration.ingest.conftest import Invoke, emitted_metrics
+from tests.integration.ingest.conftest import Invoke
+from tests.telemetry import emitted_metrics
 
 pytestmark = pytest.mark.integration
 
