@@ -34,6 +34,7 @@ from functions.common.names import (
     METRIC_MESSAGES_QUEUED,
     METRIC_READ_RECEIPT_SENT,
     METRIC_REPLY_SENT,
+    METRIC_REPLY_UNCERTAIN,
 )
 from infra.constants import (
     ACK_LATENCY_BREACHING_WINDOWS,
@@ -207,6 +208,13 @@ class Monitoring(Construct):
                 ),
                 threshold=1,
                 what="Meta restricted the number or account for quality or policy reasons.",
+            ),
+            self._alarm(
+                "RepliesUncertain",
+                self.custom(METRIC_REPLY_UNCERTAIN, CONSUMER_SERVICE, period=_WINDOW),
+                threshold=1,
+                what="A consumer run died while a reply was being sent: it may or may not have "
+                "reached the user, and it is not sent again (never twice).",
             ),
             self._alarm(
                 "BadSignatureSpike",

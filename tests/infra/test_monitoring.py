@@ -20,6 +20,7 @@ from functions.common.names import (
     METRIC_GRAPH_API_ERROR_CLASS,
     METRIC_INVALID_SIGNATURE,
     METRIC_REPLY_SENT,
+    METRIC_REPLY_UNCERTAIN,
 )
 from infra.constants import (
     ACK_LATENCY_TARGET_P50_MS,
@@ -64,6 +65,7 @@ EXPECTED_ALARMS = {
     "AckLatencyP99",
     "GraphAuthErrors",
     "GraphQualityPolicyErrors",
+    "RepliesUncertain",
     "BadSignatureSpike",
     "ConsumerErrors",
     "ConsumerThrottles",
@@ -150,6 +152,13 @@ def test_graph_error_class_alarms_fire_on_the_first_occurrence(
     assert props["Namespace"] == DEFAULT_METRICS_NAMESPACE
     assert props["MetricName"] == METRIC_GRAPH_API_ERROR_CLASS
     assert dimensions(props) == {DIM_SERVICE: CONSUMER_SERVICE, DIM_ERROR_CLASS: error_class}
+    assert (props["Statistic"], props["Threshold"], props["ComparisonOperator"]) == ("Sum", 1, GE)
+
+
+def test_uncertain_reply_alarm_fires_on_the_first_one(default_stack: Synthesized) -> None:
+    props = alarms(default_stack)["RepliesUncertain"]
+    assert props["MetricName"] == METRIC_REPLY_UNCERTAIN
+    assert dimensions(props) == {DIM_SERVICE: CONSUMER_SERVICE}
     assert (props["Statistic"], props["Threshold"], props["ComparisonOperator"]) == ("Sum", 1, GE)
 
 
