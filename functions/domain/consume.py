@@ -330,7 +330,7 @@ def _send(
     message: OutboundMessage,
     wamid: str,
     consumer: Consumer,
-) -> str:
+) -> str | None:
     return consumer.graph.send(phone_number_id, send_body(recipient, message, reply_to=wamid))
 
 

@@ -19,7 +19,7 @@ class GraphApiError(Exception):
 
     `code` is the `ErrorCode` metric dimension: Meta's `error.code` as text, or `http_<status>`
     for a non-JSON error body, `timeout` for a connect/read timeout, `network` for a refused or
-    reset connection, `invalid_response` for a 2xx body that is not Meta's answer.
+    reset connection, `invalid_response` for a read receipt Meta answered `success: false`.
     """
 
     def __init__(
@@ -52,9 +52,9 @@ class GraphApi(Protocol):
         """Post a read receipt (body from `outbound.mark_read_body`). Raises `GraphApiError`."""
         ...
 
-    def send(self, phone_number_id: str, body: Mapping[str, Any]) -> str:
-        """Send a message (body from `outbound.send_body`); returns the new message's wamid.
-        Raises `GraphApiError`."""
+    def send(self, phone_number_id: str, body: Mapping[str, Any]) -> str | None:
+        """Send a message (body from `outbound.send_body`); returns the new message's wamid
+        when the answer carries one. Raises `GraphApiError`."""
         ...
 
 
