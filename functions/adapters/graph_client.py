@@ -32,8 +32,6 @@ if TYPE_CHECKING:
 # Two calls per record (read receipt, reply), both inside the 30 s function timeout.
 CONNECT_TIMEOUT_SECONDS: Final = 3.0
 READ_TIMEOUT_SECONDS: Final = 8.0
-# Worst case for one record: both calls time out.
-WORST_CASE_RECORD_SECONDS: Final = 2 * (CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS)
 POOL_MAXSIZE: Final = 10  # one connection per concurrently processed conversation
 TOKEN_EXPIRED_CODE: Final = 190
 _MAX_ERROR_TEXT = 300

@@ -15,7 +15,7 @@ from typing import Final
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.adapters.graph_client import WORST_CASE_RECORD_SECONDS, GraphClient
+from functions.adapters.graph_client import GraphClient
 from functions.adapters.idempotency import (
     DynamoDbReplyLedger,
     PowertoolsOncePerMessage,
@@ -29,8 +29,9 @@ from functions.domain.consume import Consumer
 from functions.domain.reply_rules import ReplyRules, load_rules
 
 DEFAULT_RULES_PATH: Final = Path(__file__).with_name("reply_rules.json")
-# Start a record only if both its Graph calls could time out and still end before the function.
-SAFETY_MARGIN_SECONDS: Final = 2.0
+# A conversation's later records start only with this much of the invocation left (see
+# `consume._consume_group`: twice the slowest record so far, if that is more).
+MIN_SECONDS_TO_START: Final = 1.0
 MAX_CONCURRENT_CONVERSATIONS: Final = 10  # an SQS batch holds at most 10 records
 
 
@@ -46,7 +47,7 @@ def consumer(context: LambdaContext) -> Consumer:
         clock=lambda: datetime.now(UTC),
         remaining_seconds=_remaining(context),
         max_workers=MAX_CONCURRENT_CONVERSATIONS,
-        min_seconds_to_start=WORST_CASE_RECORD_SECONDS + SAFETY_MARGIN_SECONDS,
+        min_seconds_to_start=MIN_SECONDS_TO_START,
     )
 
 

@@ -157,8 +157,8 @@ class Consumer:
     remaining_seconds: Callable[[], float] = lambda: float("inf")
     random_unit: Callable[[], float] = random.random
     max_workers: int = 10
-    # A record is only started with this much time left: a read receipt and a send that both
-    # hit the Graph client's timeouts must still finish inside the function's timeout.
+    # A conversation's second and later records start only with at least this much time left
+    # (or twice its slowest record so far, if more).
     min_seconds_to_start: float = 0.0
 
 
@@ -204,8 +204,13 @@ def consume_batch(records: Sequence[InboxRecord], consumer: Consumer) -> BatchRe
 def _consume_group(records: Sequence[InboxRecord], consumer: Consumer) -> list[RecordOutcome]:
     outcomes: list[RecordOutcome] = []
     blocker: tuple[str, str] | None = None  # (code, reason)
-    for record in records:
-        if blocker is None and consumer.remaining_seconds() < consumer.min_seconds_to_start:
+    slowest_seconds = 0.0
+    for index, record in enumerate(records):
+        # The first record of a conversation always runs (an invocation starts with its whole
+        # timeout); a later one only when twice the slowest so far still fits, so a slow Graph
+        # API cannot push a send past the function's timeout.
+        budget = max(consumer.min_seconds_to_start, 2 * slowest_seconds)
+        if blocker is None and index > 0 and consumer.remaining_seconds() < budget:
             blocker = (CODE_TIME_BUDGET, "too little time left in this invocation")
         if blocker is not None:
             outcomes.append(
@@ -218,7 +223,9 @@ def _consume_group(records: Sequence[InboxRecord], consumer: Consumer) -> list[R
                 )
             )
             continue
+        started = consumer.clock()
         outcome = _guarded(record, consumer)
+        slowest_seconds = max(slowest_seconds, (consumer.clock() - started).total_seconds())
         outcomes.append(outcome)
         if outcome.failed:
             blocker = (CODE_HELD_BACK, f"behind {record.message_id} of the same conversation")

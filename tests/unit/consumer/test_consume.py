@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 
@@ -15,6 +17,7 @@ from functions.domain.consume import Result, consume_batch
 from functions.domain.graph import GraphApiError
 from tests.unit.consumer.builders import (
     BUSINESS_NUMBER_ID,
+    NOW,
     SENDER,
     MemoryLedger,
     MemoryOnce,
@@ -308,16 +311,33 @@ def test_a_bug_fails_its_record_only_and_keeps_the_exception() -> None:
     assert result.outcomes[1].result is Result.REPLIED
 
 
-def test_no_record_is_started_without_time_for_its_calls() -> None:
+def test_later_records_of_a_conversation_wait_when_time_runs_short() -> None:
     graph = ScriptedGraph()
-    items = [record(group="a"), record(group="b")]
+    items = [record(group="a"), record(group="a"), record(group="b")]
 
     result = consume_batch(items, consumer(graph, remaining_seconds=lambda: 4.0))
 
-    assert [o.result for o in result.outcomes] == [Result.HELD_BACK, Result.HELD_BACK]
-    assert {o.retry_code for o in result.outcomes} == {"time_budget"}
-    assert graph.calls == []
-    assert len(result.batch_item_failures()) == 2
+    # Each conversation's first record runs; a later one needs min_seconds_to_start (5 s here).
+    assert [o.result for o in result.outcomes] == [
+        Result.REPLIED,
+        Result.HELD_BACK,
+        Result.REPLIED,
+    ]
+    assert result.outcomes[1].retry_code == "time_budget"
+    assert result.batch_item_failures() == [{"itemIdentifier": items[1].message_id}]
+
+
+def test_the_budget_grows_with_the_slowest_record_so_far() -> None:
+    graph = ScriptedGraph()
+    moments = iter(NOW + timedelta(seconds=s) for s in range(0, 1000, 4))  # each record: 4 s
+    slow_clock = consumer(graph, remaining_seconds=lambda: 7.0)
+    slow = replace(slow_clock, clock=lambda: next(moments))
+    items = [record(group="a"), record(group="a")]
+
+    result = consume_batch(items, slow)
+
+    # 7 s left is more than min_seconds_to_start (5 s) but less than twice the first record.
+    assert [o.result for o in result.outcomes] == [Result.REPLIED, Result.HELD_BACK]
 
 
 def test_conversations_are_processed_concurrently() -> None:
