@@ -12,11 +12,10 @@ from functions.domain.ports import CredentialsUnavailable
 
 # Cached secrets are re-read every few minutes, so a rotation lands without a redeploy...
 CACHE_SECONDS = 300
-# ...and at once on a mismatch. Forced refreshes come out of a token bucket: a burst of a few
-# is always possible (a rotation right after some bad requests still lands at once), but a flood
-# of forged signatures costs at most one Secrets Manager call per REFILL seconds per container.
-FORCED_REFRESH_BURST = 20
-FORCED_REFRESH_REFILL_SECONDS = 3.0
+# ...and at once on a mismatch, at most once a minute: a rotation lands on the first request
+# signed with the new secret, while a flood of forged signatures costs one Secrets Manager call
+# a minute per container, not one per request.
+MIN_SECONDS_BETWEEN_FORCED_REFRESHES = 60.0
 
 
 class SecretsManagerCredentials:
@@ -25,20 +24,17 @@ class SecretsManagerCredentials:
     def __init__(self, secret_id: str, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._secret_id = secret_id
         self._clock = clock
-        self._tokens = float(FORCED_REFRESH_BURST)
-        self._tokens_at = clock()
+        self._last_forced_refresh: float | None = None
 
     def current(self) -> WhatsAppCredentials:
         return self._load(force=False)
 
     def refreshed(self) -> WhatsAppCredentials | None:
         now = self._clock()
-        earned = (now - self._tokens_at) / FORCED_REFRESH_REFILL_SECONDS
-        self._tokens = min(float(FORCED_REFRESH_BURST), self._tokens + earned)
-        self._tokens_at = now
-        if self._tokens < 1:
+        last = self._last_forced_refresh
+        if last is not None and now - last < MIN_SECONDS_BETWEEN_FORCED_REFRESHES:
             return None
-        self._tokens -= 1
+        self._last_forced_refresh = now
         return self._load(force=True)
 
     def _load(self, *, force: bool) -> WhatsAppCredentials:

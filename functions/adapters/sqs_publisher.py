@@ -58,14 +58,14 @@ class SqsFifoPublisher:
         """Send one lane's batches in order; stop at the first batch that will not go."""
         accepted = 0
         for batch in _batches(entries):
-            error_code = self._send_batch(batch)
+            not_accepted, error_code = self._send_batch(batch)
+            accepted += len(batch) - not_accepted
             if error_code is not None:
                 return accepted, error_code
-            accepted += len(batch)
         return accepted, None
 
-    def _send_batch(self, batch: list[_Entry]) -> str | None:
-        """None when SQS accepted every entry, else the error code of what it would not take."""
+    def _send_batch(self, batch: list[_Entry]) -> tuple[int, str | None]:
+        """(entries SQS would not take, their error code); (0, None) when it took them all."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         pending = batch
@@ -92,13 +92,13 @@ class SqsFifoPublisher:
                 continue
             failed = {item["Id"]: item for item in response.get("Failed", [])}
             if not failed:
-                return None
+                return 0, None
             pending = [entry for entry in pending if entry.entry_id in failed]
             error_code = str(next(iter(failed.values())).get("Code", "unknown"))
             if any(item.get("SenderFault") for item in failed.values()):
                 # SQS says the entry itself is wrong: sending it again cannot help.
-                return error_code
-        return error_code
+                return len(pending), error_code
+        return len(pending), error_code
 
 
 def _lanes(records: Sequence[QueuedRecord]) -> list[list[_Entry]]:

@@ -43,7 +43,8 @@ DIM_FIELD: Final = "Field"  # webhook change field that is not `messages`
 # Ingest metrics.
 METRIC_MESSAGES_QUEUED: Final = "InboundMessagesQueued"  # [service]
 METRIC_INVALID_SIGNATURE: Final = "InvalidSignature"  # [service]
-METRIC_INVALID_PAYLOAD: Final = "InvalidPayload"  # [service]
+METRIC_INVALID_PAYLOAD: Final = "InvalidPayload"  # [service] signed, but not a JSON object
+METRIC_MALFORMED_UPDATES: Final = "MalformedUpdates"  # [service] pieces skipped in a delivery
 METRIC_QUEUE_SEND_FAILED: Final = "QueueSendFailed"  # [service, ErrorCode]
 METRIC_STATUS_RECEIVED: Final = "StatusReceived"  # [service, Status]
 METRIC_DELIVERY_FAILED: Final = "DeliveryFailed"  # [service, ErrorCode] failed statuses' errors

@@ -7,7 +7,8 @@ action the error policy names. A failed read receipt is recorded, never stops th
 
 Per batch: FIFO semantics per conversation (`MessageGroupId`). Within a group records run in
 order, and once one fails it and every later record of the group are reported as failures
-without being processed; different groups run concurrently. Failed records get their visibility
+without being processed (an unreadable record excepted: it fails alone); different groups run
+concurrently. Failed records get their visibility
 timeout raised by the policy's backoff — the function never sleeps.
 
 "Never twice" has two guards (see docs/decisions.md):
@@ -227,7 +228,9 @@ def _consume_group(records: Sequence[InboxRecord], consumer: Consumer) -> list[R
         outcome = _guarded(record, consumer)
         slowest_seconds = max(slowest_seconds, (consumer.clock() - started).total_seconds())
         outcomes.append(outcome)
-        if outcome.failed:
+        # An unreadable record is nobody's message: it goes to the DLQ on its own and never
+        # fails the rest of the batch (contract, consumer 5), its own conversation included.
+        if outcome.failed and outcome.result is not Result.POISON:
             blocker = (CODE_HELD_BACK, f"behind {record.message_id} of the same conversation")
     return outcomes
 

@@ -47,6 +47,7 @@ class DeliverySummary:
     delivery_failures: Mapping[str, int] = field(default_factory=dict)  # by ErrorCode
     webhook_errors: Mapping[str, int] = field(default_factory=dict)  # by ErrorCode
     ignored_fields: Mapping[str, int] = field(default_factory=dict)  # by field
+    problems: tuple[str, ...] = ()  # malformed pieces skipped, by path (no content)
 
 
 def verify_subscription(
@@ -99,6 +100,7 @@ def summarize(delivery: WebhookDelivery) -> DeliverySummary:
         ),
         webhook_errors=Counter(e.code_label for e in [*delivery.errors, *message_errors]),
         ignored_fields=Counter(delivery.ignored_fields),
+        problems=delivery.problems,
     )
 
 

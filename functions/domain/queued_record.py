@@ -98,7 +98,9 @@ class QueuedRecord:
             else {"waId": contact.wa_id, "name": contact.name, "userId": contact.user_id},
             "message": dict(self.received.message.raw),
         }
-        return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+        # ASCII-escaped, as Meta sends it: SQS refuses (or rewrites) some code points - lone
+        # surrogates, U+FFFE, U+FFFF - that JSON escapes carry safely.
+        return json.dumps(document, ensure_ascii=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, body: str) -> QueuedRecord:

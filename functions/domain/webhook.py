@@ -2,13 +2,14 @@
 
 Plain Python: no AWS, no HTTP. The parser walks every entry, every change and every message,
 status and error in them (one POST can carry up to 1,000 updates across several business
-numbers). Envelope structure that is wrong raises `InvalidPayload` naming where; unknown message
-types, unknown fields and extra keys are kept or counted, never dropped silently.
+numbers). A body that is not a JSON object raises `InvalidPayload`; a malformed piece inside one
+is skipped and named in `WebhookDelivery.problems`; unknown message types, unknown fields and
+extra keys are kept or counted, never dropped silently.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -225,55 +226,59 @@ class WebhookDelivery:
     statuses: tuple[StatusUpdate, ...] = ()
     errors: tuple[MetaError, ...] = ()  # value-level (account/app) errors
     ignored_fields: tuple[str, ...] = ()  # changes whose field is not `messages`
+    problems: tuple[str, ...] = ()  # malformed pieces that were skipped, by path
 
 
 # --- parsing --------------------------------------------------------------------------------------
 
 
 def parse_delivery(document: object) -> WebhookDelivery:
-    """Read a decoded webhook body. Raises `InvalidPayload` naming the first misplaced piece."""
+    """Read a decoded webhook body.
+
+    Only a body that is not a JSON object raises `InvalidPayload`. A malformed piece inside a
+    signed delivery (an entry that is not an object, a message without an id, ...) is skipped
+    and named in `problems`, so it never costs the valid messages beside it: refusing the whole
+    delivery would only make Meta resend the same bytes for a week.
+    """
     if not isinstance(document, Mapping):
         raise InvalidPayload("the body must be a JSON object")
     object_type = document.get("object")
     if object_type is not None and object_type != WHATSAPP_OBJECT:
         return WebhookDelivery(ignored_fields=(f"object:{object_type}",))
 
-    messages: list[ReceivedMessage] = []
-    statuses: list[StatusUpdate] = []
-    errors: list[MetaError] = []
-    ignored: list[str] = []
-    for e, raw_entry in enumerate(_list(document, "entry", "entry")):
-        entry_path = f"entry[{e}]"
-        entry = _mapping(raw_entry, entry_path)
+    found = _Found()
+    for entry_path, entry in _objects(document, "entry", "entry", found.problems):
         waba_id = _optional_str(entry.get("id")) or ""
-        for c, raw_change in enumerate(_list(entry, "changes", f"{entry_path}.changes")):
-            change_path = f"{entry_path}.changes[{c}]"
-            change = _mapping(raw_change, change_path)
+        changes_path = f"{entry_path}.changes"
+        for change_path, change in _objects(entry, "changes", changes_path, found.problems):
             change_field = change.get("field", MESSAGES_FIELD)
             if change_field != MESSAGES_FIELD:
-                ignored.append(str(change_field))
+                found.ignored.append(str(change_field))
                 continue
-            value = _mapping(change.get("value"), f"{change_path}.value")
-            _parse_value(
-                value,
-                f"{change_path}.value",
-                waba_id=waba_id,
-                messages=messages,
-                statuses=statuses,
-                errors=errors,
-            )
-    return WebhookDelivery(tuple(messages), tuple(statuses), tuple(errors), tuple(ignored))
+            value = change.get("value")
+            if not isinstance(value, Mapping):
+                found.problems.append(f"{change_path}.value must be an object")
+                continue
+            _parse_value(value, f"{change_path}.value", waba_id=waba_id, found=found)
+    return WebhookDelivery(
+        messages=tuple(found.messages),
+        statuses=tuple(found.statuses),
+        errors=tuple(found.errors),
+        ignored_fields=tuple(found.ignored),
+        problems=tuple(found.problems),
+    )
 
 
-def _parse_value(
-    value: Mapping[str, Any],
-    path: str,
-    *,
-    waba_id: str,
-    messages: list[ReceivedMessage],
-    statuses: list[StatusUpdate],
-    errors: list[MetaError],
-) -> None:
+@dataclass
+class _Found:
+    messages: list[ReceivedMessage] = field(default_factory=list)
+    statuses: list[StatusUpdate] = field(default_factory=list)
+    errors: list[MetaError] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def _parse_value(value: Mapping[str, Any], path: str, *, waba_id: str, found: _Found) -> None:
     metadata = value.get("metadata")
     metadata = metadata if isinstance(metadata, Mapping) else {}
     business = BusinessNumber(
@@ -282,16 +287,22 @@ def _parse_value(
     )
     contacts = [
         _parse_contact(raw)
-        for raw in _list(value, "contacts", f"{path}.contacts")
-        if isinstance(raw, Mapping)
+        for _, raw in _objects(value, "contacts", f"{path}.contacts", found.problems)
     ]
-    raw_messages = _list(value, "messages", f"{path}.messages")
+    raw_messages = list(_objects(value, "messages", f"{path}.messages", found.problems))
     if raw_messages and not business.phone_number_id:
         # Without the receiving number there is no number to reply from.
-        raise InvalidPayload(f"{path}.metadata.phone_number_id is missing")
-    for m, raw in enumerate(raw_messages):
-        message = parse_message(_mapping(raw, f"{path}.messages[{m}]"), f"{path}.messages[{m}]")
-        messages.append(
+        found.problems.append(
+            f"{path}.metadata.phone_number_id is missing: {len(raw_messages)} message(s) skipped"
+        )
+        raw_messages = []
+    for message_path, raw in raw_messages:
+        try:
+            message = parse_message(raw, message_path)
+        except InvalidPayload as problem:
+            found.problems.append(str(problem))
+            continue
+        found.messages.append(
             ReceivedMessage(
                 message=message,
                 business=business,
@@ -299,9 +310,9 @@ def _parse_value(
                 contact=_contact_for(message, contacts),
             )
         )
-    for s, raw in enumerate(_list(value, "statuses", f"{path}.statuses")):
-        statuses.append(_parse_status(_mapping(raw, f"{path}.statuses[{s}]"), business))
-    errors.extend(_parse_errors(value.get("errors")))
+    for _, raw in _objects(value, "statuses", f"{path}.statuses", found.problems):
+        found.statuses.append(_parse_status(raw, business))
+    found.errors.extend(_parse_errors(value.get("errors")))
 
 
 def parse_message(raw: Mapping[str, Any], path: str = "message") -> InboundMessage:
@@ -460,19 +471,21 @@ def parse_error(raw: Mapping[str, Any]) -> MetaError:
 # --- tolerant accessors ---------------------------------------------------------------------------
 
 
-def _list(container: Mapping[str, Any], key: str, path: str) -> list[Any]:
+def _objects(
+    container: Mapping[str, Any], key: str, path: str, problems: list[str]
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """(path, item) for each object in the list at `key`; anything else goes to `problems`."""
     value = container.get(key)
     if value is None:
-        return []
+        return
     if not isinstance(value, list):
-        raise InvalidPayload(f"{path} must be a list")
-    return value
-
-
-def _mapping(value: object, path: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise InvalidPayload(f"{path} must be an object")
-    return value
+        problems.append(f"{path} must be a list")
+        return
+    for index, item in enumerate(value):
+        if isinstance(item, Mapping):
+            yield f"{path}[{index}]", item
+        else:
+            problems.append(f"{path}[{index}] must be an object")
 
 
 def _mappings(value: object) -> tuple[Mapping[str, Any], ...]:

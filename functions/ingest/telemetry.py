@@ -16,6 +16,7 @@ from functions.common.names import (
     METRIC_IGNORED_CHANGE,
     METRIC_INVALID_PAYLOAD,
     METRIC_INVALID_SIGNATURE,
+    METRIC_MALFORMED_UPDATES,
     METRIC_MESSAGES_QUEUED,
     METRIC_QUEUE_SEND_FAILED,
     METRIC_STATUS_RECEIVED,
@@ -36,6 +37,15 @@ def report_delivery(summary: DeliverySummary) -> None:
     count_by_dimension(METRIC_DELIVERY_FAILED, DIM_ERROR_CODE, summary.delivery_failures)
     count_by_dimension(METRIC_WEBHOOK_ERROR, DIM_ERROR_CODE, summary.webhook_errors)
     count_by_dimension(METRIC_IGNORED_CHANGE, DIM_FIELD, summary.ignored_fields)
+    if summary.problems:
+        metrics.add_metric(
+            name=METRIC_MALFORMED_UPDATES, unit=MetricUnit.Count, value=len(summary.problems)
+        )
+        # Paths only (never values): enough to find the piece in the delivery.
+        logger.warning(
+            "malformed pieces of a signed delivery were skipped",
+            extra={"problems": list(summary.problems[:20]), "count": len(summary.problems)},
+        )
     for received in summary.queued:
         logger.info(
             "message queued",

@@ -78,7 +78,7 @@ def message(
 def change(
     *,
     messages: list[dict[str, Any]] | None = None,
-    statuses: list[dict[str, Any]] | None = None,
+    statuses: list[Any] | None = None,
     errors: list[dict[str, Any]] | None = None,
     phone_number_id: str = BUSINESS_NUMBER_ID,
     contacts: list[dict[str, Any]] | None = None,

@@ -329,3 +329,35 @@ def test_a_caller_without_a_lambda_context_gets_an_answer(
 
     assert answer["statusCode"] == 200
     assert len(fifo_queues.drain()) == 1
+
+
+def test_a_malformed_piece_is_skipped_counted_and_its_neighbours_queued(
+    ingest: Invoke, fifo_queues: FifoQueues, capsys: pytest.CaptureFixture[str]
+) -> None:
+    document = b.webhook(b.change(messages=[b.message(wamid="wamid.GOOD")]))
+    document["entry"][0]["changes"].append({"field": "messages", "value": None})
+    document["entry"][0]["changes"][0]["value"]["messages"].append({"type": "text"})
+
+    answer = ingest(b.signed_post(b.encode(document), APP_SECRET))
+
+    assert answer["statusCode"] == 200
+    assert [QueuedRecord.from_json(m["Body"]).wamid for m in fifo_queues.drain()] == ["wamid.GOOD"]
+    malformed = [
+        m for m in emitted_metrics(capsys.readouterr().out) if m["name"] == "MalformedUpdates"
+    ]
+    assert [m["value"] for m in malformed] == [2]
+
+
+@pytest.mark.parametrize(
+    "text", ["\ud83d", "\ude2e lone low", "\uffff\ufffe", "nul \x00 bell \x07"]
+)
+def test_code_points_sqs_would_refuse_travel_escaped(
+    ingest: Invoke, fifo_queues: FifoQueues, text: str
+) -> None:
+    body = b.encode(b.webhook(b.change(messages=[b.message(content={"body": text})])))
+
+    assert ingest(b.signed_post(body, APP_SECRET))["statusCode"] == 200
+
+    (queued,) = fifo_queues.drain()
+    assert queued["Body"].isascii()
+    assert QueuedRecord.from_json(queued["Body"]).received.message.raw["text"]["body"] == text

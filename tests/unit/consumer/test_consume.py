@@ -293,6 +293,17 @@ def test_a_poison_record_does_not_fail_its_neighbours() -> None:
     assert 5 <= visibility.timeouts()[poison.message_id] <= 60
 
 
+def test_a_poison_record_does_not_hold_back_its_own_conversation() -> None:
+    graph = ScriptedGraph()
+    poison = record("not json", group="same")
+    after = record(group="same")
+
+    result = consume_batch([poison, after], consumer(graph))
+
+    assert [o.result for o in result.outcomes] == [Result.POISON, Result.REPLIED]
+    assert result.batch_item_failures() == [{"itemIdentifier": poison.message_id}]
+
+
 def test_a_bug_fails_its_record_only_and_keeps_the_exception() -> None:
     graph = ScriptedGraph()
     broken = record(group="x")

@@ -45,11 +45,12 @@ def test_failed_entries_are_retried_before_the_conversation_moves_on() -> None:
 
 
 def test_entries_that_keep_failing_raise_with_what_was_accepted() -> None:
-    batch = records(5)
+    batch = records(12)
     sqs = ScriptedSqs(fail_times={batch[0].wamid: 99})
     with pytest.raises(PublishFailed) as caught:
         SqsFifoPublisher(sqs, "https://q.fifo").publish(batch)
     assert caught.value.error_code == "InternalError"
+    assert caught.value.accepted == 9  # the rest of the first batch; the second never went out
     assert len(sqs.calls) == 3  # bounded
 
 

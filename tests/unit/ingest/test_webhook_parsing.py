@@ -204,11 +204,15 @@ def test_other_objects_and_fields_are_acknowledged_not_parsed() -> None:
     assert parse_delivery({}).messages == ()
 
 
+@pytest.mark.parametrize("document", [[], "text", 3, None])
+def test_only_a_body_that_is_not_an_object_is_refused(document: object) -> None:
+    with pytest.raises(InvalidPayload, match="the body must be a JSON object"):
+        parse_delivery(document)
+
+
 @pytest.mark.parametrize(
     ("document", "where"),
     [
-        ([], "the body must be a JSON object"),
-        ("text", "the body must be a JSON object"),
         ({"entry": {}}, "entry must be a list"),
         ({"entry": [1]}, "entry[0] must be an object"),
         ({"entry": [{"changes": "x"}]}, "entry[0].changes must be a list"),
@@ -223,13 +227,33 @@ def test_other_objects_and_fields_are_acknowledged_not_parsed() -> None:
         ),
         (
             b.webhook(b.change(messages=[b.message()], phone_number_id="")),
-            "metadata.phone_number_id",
+            "metadata.phone_number_id is missing: 1 message(s) skipped",
         ),
+        (b.webhook(b.change(statuses=[None])), "entry[0].changes[0].value.statuses[0]"),
     ],
 )
-def test_structural_problems_name_the_place(document: object, where: str) -> None:
-    with pytest.raises(InvalidPayload, match=where.replace("[", r"\[").replace("]", r"\]")):
-        parse_delivery(document)
+def test_malformed_pieces_are_skipped_and_named(document: object, where: str) -> None:
+    delivery = parse_delivery(document)
+    assert delivery.messages == ()
+    assert any(where in problem for problem in delivery.problems), delivery.problems
+
+
+def test_a_malformed_piece_never_costs_the_valid_messages_beside_it() -> None:
+    document = b.webhook(
+        b.change(messages=[b.message(wamid="wamid.GOOD"), b.message(wamid="wamid.ALSO")]),
+        b.change(statuses=[None]),
+    )
+    messages = document["entry"][0]["changes"][0]["value"]["messages"]
+    messages[1:1] = ["junk", {"type": "text"}]
+    document["entry"][0]["changes"].append({"field": "messages", "value": None})
+    document["entry"].append(None)
+
+    delivery = parse_delivery(document)
+
+    assert [r.message.wamid for r in delivery.messages] == ["wamid.GOOD", "wamid.ALSO"]
+    assert len(delivery.problems) == 5
+    # Paths and types only: no content of the delivery in a problem.
+    assert not any("junk" in problem for problem in delivery.problems)
 
 
 def test_error_codes_sent_as_strings_or_missing() -> None:
