@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final
@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 # Two calls per record (read receipt, reply), both inside the 30 s function timeout.
 CONNECT_TIMEOUT_SECONDS: Final = 3.0
 READ_TIMEOUT_SECONDS: Final = 8.0
+# A call gets at most the invocation's remaining time less this margin, and never less than
+# MIN_CALL_SECONDS (Graph answers in well under that).
+DEADLINE_MARGIN_SECONDS: Final = 1.0
+MIN_CALL_SECONDS: Final = 0.5
 POOL_MAXSIZE: Final = 10  # one connection per concurrently processed conversation
 TOKEN_EXPIRED_CODE: Final = 190
 _MAX_ERROR_TEXT = 300
@@ -66,15 +70,19 @@ class GraphClient:
         self._credentials = credentials
         self._pool = pool
 
-    def mark_read(self, phone_number_id: str, body: Mapping[str, Any]) -> None:
-        document = self._post(phone_number_id, body)
+    def mark_read(
+        self, phone_number_id: str, body: Mapping[str, Any], *, timeout_seconds: float | None = None
+    ) -> None:
+        document = self._post(phone_number_id, body, timeout_seconds)
         if document.get("success") is False:
             raise GraphApiError(CODE_INVALID_RESPONSE, message="read receipt not acknowledged")
 
-    def send(self, phone_number_id: str, body: Mapping[str, Any]) -> str | None:
+    def send(
+        self, phone_number_id: str, body: Mapping[str, Any], *, timeout_seconds: float | None = None
+    ) -> str | None:
         """The new message's wamid. A 2xx is an accepted send even when its body is not the
         answer Meta documents: treating it as a failure would retry, and send the reply twice."""
-        document = self._post(phone_number_id, body)
+        document = self._post(phone_number_id, body, timeout_seconds)
         messages = document.get("messages")
         if isinstance(messages, list) and messages and isinstance(messages[0], Mapping):
             message_id = messages[0].get("id")
@@ -84,14 +92,46 @@ class GraphClient:
 
     # ------------------------------------------------------------------------------------------
 
-    def _post(self, phone_number_id: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
-        import urllib3
-
+    def _post(
+        self, phone_number_id: str, body: Mapping[str, Any], timeout_seconds: float | None = None
+    ) -> Mapping[str, Any]:
         try:
             token = self._credentials.current().access_token
         except CredentialsUnavailable as error:
             raise GraphApiError(CODE_CREDENTIALS_UNAVAILABLE, message=str(error)) from None
+        try:
+            return self._request(phone_number_id, body, token, timeout_seconds)
+        except GraphApiError as refused:
+            if refused.meta_code != TOKEN_EXPIRED_CODE:
+                raise
+            # The token may have been rotated in the secret since it was cached: read it again
+            # and, if it changed, try once more now rather than after a backoff.
+            fresh = self._fresh_token()
+            if fresh is None or fresh == token:
+                raise
+            return self._request(phone_number_id, body, fresh, timeout_seconds)
+
+    def _request(
+        self,
+        phone_number_id: str,
+        body: Mapping[str, Any],
+        token: str,
+        timeout_seconds: float | None,
+    ) -> Mapping[str, Any]:
+        import urllib3
+
         pool = self._pool or shared_pool()
+        # Without a deadline, the pool's own timeouts apply.
+        deadline: dict[str, Any] = (
+            {}
+            if timeout_seconds is None
+            else {
+                "timeout": urllib3.Timeout(
+                    connect=min(CONNECT_TIMEOUT_SECONDS, timeout_seconds),
+                    read=min(READ_TIMEOUT_SECONDS, timeout_seconds),
+                )
+            }
+        )
         try:
             response = pool.request(
                 "POST",
@@ -104,6 +144,7 @@ class GraphClient:
                 },
                 retries=False,
                 preload_content=True,
+                **deadline,
             )
         except urllib3.exceptions.NewConnectionError as error:
             # Refused / unresolvable (urllib3 makes it a ConnectTimeoutError subclass).
@@ -118,17 +159,33 @@ class GraphClient:
         document = _json_object(response.data)
         if 200 <= response.status < 300:
             return document or {}
-        refused = meta_error(response.status, document, response.headers.get("Retry-After"))
-        if refused.meta_code == TOKEN_EXPIRED_CODE:
-            # The secret may have been rotated: the next attempt reads it afresh (rate-limited).
-            self._refresh_credentials()
-        raise refused
+        raise meta_error(response.status, document, response.headers.get("Retry-After"))
 
-    def _refresh_credentials(self) -> None:
+    def _fresh_token(self) -> str | None:
         try:
-            self._credentials.refreshed()
+            fresh = self._credentials.refreshed()
         except CredentialsUnavailable:
-            return  # the 190 is what gets reported; the next attempt tries the secret again
+            return None  # the 190 is what gets reported; the next attempt tries the secret again
+        return fresh.access_token if fresh is not None else None
+
+
+class DeadlineBoundGraph:
+    """`GraphApi` for one invocation: no call may outlast the function's remaining time, so a
+    hanging Graph API ends in a `timeout` the consumer can act on, not in Lambda killing it
+    mid-send."""
+
+    def __init__(self, client: GraphClient, remaining_seconds: Callable[[], float]) -> None:
+        self._client = client
+        self._remaining_seconds = remaining_seconds
+
+    def mark_read(self, phone_number_id: str, body: Mapping[str, Any]) -> None:
+        self._client.mark_read(phone_number_id, body, timeout_seconds=self._limit())
+
+    def send(self, phone_number_id: str, body: Mapping[str, Any]) -> str | None:
+        return self._client.send(phone_number_id, body, timeout_seconds=self._limit())
+
+    def _limit(self) -> float:
+        return max(MIN_CALL_SECONDS, self._remaining_seconds() - DEADLINE_MARGIN_SECONDS)
 
 
 def meta_error(

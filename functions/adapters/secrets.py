@@ -12,17 +12,24 @@ from functions.domain.ports import CredentialsUnavailable
 
 # Cached secrets are re-read every few minutes, so a rotation lands without a redeploy...
 CACHE_SECONDS = 300
-# ...and at once on a mismatch, at most once a minute: a rotation lands on the first request
-# signed with the new secret, while a flood of forged signatures costs one Secrets Manager call
-# a minute per container, not one per request.
+# ...and at once on a mismatch. Where anyone on the internet can cause mismatches (forged
+# webhook signatures), at most once a minute: a rotation still lands on the first request signed
+# with the new secret, and a flood costs one Secrets Manager call a minute per container.
 MIN_SECONDS_BETWEEN_FORCED_REFRESHES = 60.0
 
 
 class SecretsManagerCredentials:
     """`CredentialSource` over one secret id."""
 
-    def __init__(self, secret_id: str, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        secret_id: str,
+        *,
+        min_seconds_between_refreshes: float = MIN_SECONDS_BETWEEN_FORCED_REFRESHES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._secret_id = secret_id
+        self._min_interval = min_seconds_between_refreshes
         self._clock = clock
         self._last_forced_refresh: float | None = None
 
@@ -32,7 +39,7 @@ class SecretsManagerCredentials:
     def refreshed(self) -> WhatsAppCredentials | None:
         now = self._clock()
         last = self._last_forced_refresh
-        if last is not None and now - last < MIN_SECONDS_BETWEEN_FORCED_REFRESHES:
+        if last is not None and now - last < self._min_interval:
             return None
         self._last_forced_refresh = now
         return self._load(force=True)

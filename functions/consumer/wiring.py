@@ -15,7 +15,7 @@ from typing import Final
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.adapters.graph_client import GraphClient
+from functions.adapters.graph_client import DeadlineBoundGraph, GraphClient
 from functions.adapters.idempotency import (
     DynamoDbReplyLedger,
     PowertoolsOncePerMessage,
@@ -39,7 +39,10 @@ def consumer(context: LambdaContext) -> Consumer:
     settings = ConsumerSettings.from_env()
     register_lambda_context(context)
     return Consumer(
-        graph=_graph(settings.graph_api_url, settings.graph_api_version, settings.secret_id),
+        graph=DeadlineBoundGraph(
+            _graph(settings.graph_api_url, settings.graph_api_version, settings.secret_id),
+            remaining_seconds=_remaining(context),
+        ),
         once=_once(settings.idempotency_table),
         ledger=_ledger(settings.idempotency_table),
         visibility=SqsVisibility(settings.queue_url),
@@ -73,7 +76,9 @@ def _graph(base_url: str, version: str, secret_id: str) -> GraphClient:
 
 @lru_cache(maxsize=4)
 def _credentials(secret_id: str) -> SecretsManagerCredentials:
-    return SecretsManagerCredentials(secret_id)
+    # Only Meta's 190 (token expired) forces a refresh here, never a stranger on the internet:
+    # re-read the secret on every one, so a rotated token is used at once.
+    return SecretsManagerCredentials(secret_id, min_seconds_between_refreshes=0.0)
 
 
 @lru_cache(maxsize=4)

@@ -13,7 +13,12 @@ from typing import Any
 import pytest
 import urllib3
 
-from functions.adapters.graph_client import GraphClient, parse_retry_after, shared_pool
+from functions.adapters.graph_client import (
+    DeadlineBoundGraph,
+    GraphClient,
+    parse_retry_after,
+    shared_pool,
+)
 from functions.adapters.idempotency import (
     EXPIRES_AFTER_SECONDS,
     DynamoDbReplyLedger,
@@ -169,19 +174,39 @@ def test_a_read_receipt_fails_only_when_meta_says_so(graph: FakeGraphApi) -> Non
     assert raised.value.code == "invalid_response"
 
 
-def test_an_expired_token_refreshes_the_secret_for_the_next_attempt(graph: FakeGraphApi) -> None:
+def test_a_token_rotated_in_the_secret_is_used_at_once_after_a_190(graph: FakeGraphApi) -> None:
     creds = FakeCredentials(
         stored=WhatsAppCredentials("s", "v", ACCESS_TOKEN),
         cached=WhatsAppCredentials("s", "v", "rotated-away"),
     )
-    api = client(graph, creds)
+
+    client(graph, creds).send(PNID, SEND)
+
+    assert [r.headers["authorization"] for r in graph.sent_messages()] == [
+        "Bearer rotated-away",
+        f"Bearer {ACCESS_TOKEN}",
+    ]
+    assert [r.answer for r in graph.sent_messages()] == ["unauthorized", "ok"]
+
+
+def test_a_190_with_no_newer_token_is_reported_not_retried(graph: FakeGraphApi) -> None:
+    graph.enqueue(meta_error(190, http_status=401), kind="send")
 
     with pytest.raises(GraphApiError) as raised:
-        api.send(PNID, SEND)
-    api.send(PNID, SEND)
+        client(graph).send(PNID, SEND)
 
     assert raised.value.code == "190"
-    assert graph.sent_messages()[-1].headers["authorization"] == f"Bearer {ACCESS_TOKEN}"
+    assert len(graph.sent_messages()) == 1
+
+
+def test_no_call_outlasts_the_invocation(graph: FakeGraphApi) -> None:
+    graph.enqueue(hang(5))
+    bound = DeadlineBoundGraph(client(graph), remaining_seconds=lambda: 1.6)
+
+    with pytest.raises(GraphApiError) as raised:
+        bound.send(PNID, SEND)  # 1.6 s left: the call gets 0.6 s
+
+    assert raised.value.code == "timeout"
 
 
 def test_unreadable_credentials_are_their_own_code(graph: FakeGraphApi) -> None:

@@ -155,7 +155,7 @@ def test_a_crash_after_the_send_does_not_send_twice(
     event = inbox.event()
     original = GraphClient.send
 
-    def send_then_die(self: GraphClient, phone_number_id: str, payload: Any) -> str:
+    def send_then_die(self: GraphClient, phone_number_id: str, payload: Any, **options: Any) -> str:
         original(self, phone_number_id, payload)
         raise SystemExit("the execution environment died")  # nothing after this runs
 
