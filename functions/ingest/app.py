@@ -8,7 +8,7 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.common.observability import lambda_handler
+from functions.common.observability import lambda_handler, logger
 from functions.domain.ingest import accept_delivery, verify_subscription
 from functions.ingest import wiring
 from functions.ingest.http import (
@@ -48,3 +48,8 @@ def handler(event: dict[str, Any], context: LambdaContext | None) -> dict[str, A
     except ANSWERED_ERRORS as error:
         report_rejection(error)
         return error_response(error)
+    except Exception:  # noqa: BLE001 - the boundary: a bug still answers JSON, never a trace
+        logger.exception("unexpected error; nothing was acknowledged")
+        return json_response(
+            500, {"error": "internal_error", "message": "the delivery was not queued; retry later"}
+        )

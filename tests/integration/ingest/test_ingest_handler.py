@@ -361,3 +361,24 @@ def test_code_points_sqs_would_refuse_travel_escaped(
     (queued,) = fifo_queues.drain()
     assert queued["Body"].isascii()
     assert QueuedRecord.from_json(queued["Body"]).received.message.raw["text"]["body"] == text
+
+
+def test_a_bug_answers_a_json_500_and_is_logged_with_its_traceback(
+    ingest: Invoke,
+    fifo_queues: FifoQueues,
+    monkeypatch: pytest.MonkeyPatch,
+    captured_logs: io.StringIO,
+) -> None:
+    from functions.ingest import wiring
+
+    def broken() -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(wiring, "publisher", broken)
+
+    answer = ingest(b.signed_post(b.fixture_bytes("text"), APP_SECRET))
+
+    assert answer["statusCode"] == 500
+    assert json.loads(answer["body"])["error"] == "internal_error"
+    assert "RuntimeError" in captured_logs.getvalue()
+    assert fifo_queues.drain() == []
