@@ -140,8 +140,8 @@ def measure_without_emulator() -> dict[str, float]:
     from functions.adapters.graph_client import GraphClient
     from functions.consumer.events import inbox_records
     from functions.consumer.wiring import reply_rules
-    from functions.domain.consume import Consumer, consume_batch
-    from functions.domain.credentials import WhatsAppCredentials
+    from functions.domain.consumer.consume import Consumer, consume_batch
+    from functions.domain.whatsapp.credentials import WhatsAppCredentials
     from local_pipeline.fake_graph import FakeGraphApi
 
     class _Token:
@@ -153,7 +153,7 @@ def measure_without_emulator() -> dict[str, float]:
 
     class _Once:
         def run(self, key: str, work: Any) -> Any:
-            from functions.domain.graph import OnceResult
+            from functions.domain.consumer.ports import OnceResult
 
             return OnceResult(work(), replayed=False)
 

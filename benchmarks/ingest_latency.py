@@ -50,7 +50,7 @@ def warm_handler_ms() -> tuple[list[float], list[float]]:
     from moto.server import ThreadedMotoServer
 
     from benchmarks.fake_context import FakeContext
-    from functions.domain.signature import sign
+    from functions.domain.ingest.signature import sign
     from functions.ingest import app, wiring
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -150,9 +150,9 @@ def large_delivery_figures() -> tuple[int, float, float]:
     import tracemalloc
     from datetime import UTC, datetime
 
-    from functions.domain.credentials import WhatsAppCredentials
-    from functions.domain.ingest import accept_delivery
-    from functions.domain.signature import sign
+    from functions.domain.ingest.accept import accept_delivery
+    from functions.domain.ingest.signature import sign
+    from functions.domain.whatsapp.credentials import WhatsAppCredentials
 
     changes = [
         {

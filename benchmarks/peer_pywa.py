@@ -72,8 +72,8 @@ def signature(body: bytes) -> str:
 
 
 def ours() -> Callable[[bytes, str], int]:
-    from functions.domain.credentials import WhatsAppCredentials
-    from functions.domain.ingest import accept_delivery
+    from functions.domain.ingest.accept import accept_delivery
+    from functions.domain.whatsapp.credentials import WhatsAppCredentials
 
     credentials = WhatsAppCredentials(app_secret=APP_SECRET, verify_token="v", access_token="t")
 

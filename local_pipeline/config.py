@@ -66,6 +66,11 @@ AWS_ENV_TO_DROP = (
 )
 
 
+def local_function_arn(function_name: str) -> str:
+    """The ARN a function of the emulated account would have (for the stand-in context)."""
+    return f"arn:aws:lambda:{LOCAL_REGION}:{LOCAL_ACCOUNT_ID}:function:{function_name}"
+
+
 class LocalConfigError(ValueError):
     """A local setting is malformed; the message says which and how to fix it."""
 

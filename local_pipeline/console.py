@@ -7,7 +7,6 @@ Graph API's recorded calls — never from the handlers printing. No message text
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -17,7 +16,7 @@ from datetime import datetime
 from typing import IO, Any
 
 from functions.common.masking import mask_phone
-from functions.domain.webhook import InvalidPayload, parse_delivery
+from functions.domain.whatsapp.webhook import InvalidPayload, parse_delivery
 from local_pipeline.gateway import Exchange
 
 _COLORS = {
@@ -35,11 +34,16 @@ _REDUNDANT_LOG_FIELDS = frozenset(
 )
 
 
+WAMID_TAIL_CHARS = 10
+
+
 def short_id(wamid: str | None) -> str:
-    """A stable 6-character tag for a wamid, so one message's lines can be followed."""
+    """The tail of a wamid, so one message's lines can be followed and matched by eye to the
+    wamid the user sent (base64 padding dropped: it ends every real wamid alike)."""
     if not wamid:
-        return "------"
-    return hashlib.sha256(wamid.encode("utf-8")).hexdigest()[:6]
+        return "-"
+    tail = wamid.rstrip("=")[-WAMID_TAIL_CHARS:]
+    return tail if len(tail) == len(wamid) else f"…{tail}"
 
 
 class Console:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from functions.domain.signature import sign
+from functions.domain.ingest.signature import sign
 from local_pipeline.config import LocalConfig
 from local_pipeline.gateway import INFO_PATH
 from local_pipeline.samples import encode, message_delivery, new_wamid, status_delivery
@@ -346,7 +346,7 @@ def expects_reply(body: bytes) -> bool:
     """Whether the consumer's reply rules (the same rules file it reads) answer this webhook's
     message: reactions, system and unsupported messages, for example, get a read receipt only."""
     from functions.consumer.wiring import reply_rules
-    from functions.domain.webhook import parse_delivery
+    from functions.domain.whatsapp.webhook import parse_delivery
 
     [received] = parse_delivery(json.loads(body)).messages
     return reply_rules().decide(received).reply is not None

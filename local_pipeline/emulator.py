@@ -45,7 +45,8 @@ def aws_client(service: str, endpoint: str) -> Any:
     """A boto3 client for moto's server with the local (fake) credentials."""
     import boto3
 
-    return boto3.session.Session().client(
+    make_client: Any = boto3.session.Session().client  # any service, so untyped
+    return make_client(
         service,
         endpoint_url=endpoint,
         region_name=LOCAL_REGION,

@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
+from functions.common.lambda_context import StandInContext
 from functions.common.masking import mask_phone
 from infra.constants import (
     CONSUMER_BATCH_SIZE,
@@ -38,7 +39,7 @@ from infra.constants import (
     CONSUMER_MEMORY_MB,
     CONSUMER_TIMEOUT_SECONDS,
 )
-from local_pipeline.lambda_context import LocalLambdaContext
+from local_pipeline.config import local_function_arn
 
 Handler = Callable[[dict[str, Any], Any], Any]
 ENV_LOG_FILE = "LOCAL_LOG_FILE"
@@ -218,8 +219,9 @@ class SqsEventSource:
         batch = _Batch(messages=messages)
         self._current = batch
         batch_ids = {message["MessageId"] for message in messages}
-        context = LocalLambdaContext(
+        context = StandInContext(
             function_name=CONSUMER_FUNCTION_NAME,
+            invoked_function_arn=local_function_arn(CONSUMER_FUNCTION_NAME),
             timeout_seconds=self._timeout_seconds,
             memory_limit_in_mb=CONSUMER_MEMORY_MB,
         )
@@ -313,10 +315,10 @@ def warm_clients(*services: str) -> None:
     """Build the handler's cached boto3 clients now (no AWS call: loading service models is
     the slow part), as code in a Lambda's init phase would; the first webhook then pays only
     for its own work."""
-    from functions.common import aws_clients
+    from functions.adapters import aws
 
     for service in services:
-        aws_clients.client(service)
+        aws.client(service)
 
 
 class _EventWriter:
@@ -379,7 +381,7 @@ def main() -> None:
     warnings_logger.addHandler(logging.StreamHandler(sys.stdout))
     warnings_logger.propagate = False
 
-    from functions.common import aws_clients
+    from functions.adapters import aws
     from functions.common.names import ENV_QUEUE_URL
     from functions.common.observability import logger
 
@@ -394,7 +396,7 @@ def main() -> None:
         wake.set()
 
     threading.Thread(target=read_parent, name="parent-pipe", daemon=True).start()
-    sqs = aws_clients.client("sqs")
+    sqs = aws.client("sqs")
     warm_clients("secretsmanager", "dynamodb")
     source = SqsEventSource(
         sqs,

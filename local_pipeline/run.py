@@ -25,6 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+from functions.common.lambda_context import StandInContext
 from functions.common.names import (
     CONSUMER_SERVICE,
     DEFAULT_METRICS_NAMESPACE,
@@ -45,11 +46,11 @@ from local_pipeline.config import (
     LOCAL_AWS_ENV,
     LocalConfig,
     LocalConfigError,
+    local_function_arn,
 )
 from local_pipeline.console import Console
 from local_pipeline.emulator import Emulator, LocalResources, create_resources
 from local_pipeline.gateway import Exchange, Gateway, PortInUse
-from local_pipeline.lambda_context import LocalLambdaContext
 from local_pipeline.poller import ENV_LOG_FILE, load_handler, warm_clients
 from local_pipeline.samples import encode, message_delivery, signed_curl, text_message
 
@@ -159,8 +160,9 @@ class LocalPipeline:
         self.stop()
 
     def _invoke_ingest(self, event: dict[str, Any]) -> Any:
-        context = LocalLambdaContext(
+        context = StandInContext(
             function_name=INGEST_FUNCTION_NAME,
+            invoked_function_arn=local_function_arn(INGEST_FUNCTION_NAME),
             timeout_seconds=INGEST_TIMEOUT_SECONDS,
             memory_limit_in_mb=INGEST_MEMORY_MB,
         )

@@ -8,7 +8,7 @@ import time
 import uuid
 from typing import Any
 
-from functions.domain.signature import sign
+from functions.domain.ingest.signature import sign
 
 SAMPLE_WABA_ID = "102290129340398"
 SAMPLE_PHONE_NUMBER_ID = "106540352242922"

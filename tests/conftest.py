@@ -1,5 +1,5 @@
 """Fixtures every suite shares: a fake Lambda context, the AWS environment pointed at moto's
-server on loopback, and helpers to make the contract's queue, table and secret there.
+server on loopback, and helpers to make the queue, table and secret there.
 
 Nothing here reaches the network beyond 127.0.0.1: AWS_ENDPOINT_URL is set for the whole test
 session and the credentials are fake, so a test that forgot the emulator fails instead of
@@ -15,10 +15,12 @@ import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from functions.common.lambda_context import StandInContext
 from functions.common.names import (
     ENV_METRICS_NAMESPACE,
     ENV_QUEUE_URL,
@@ -54,21 +56,45 @@ for _name in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
     os.environ.pop(_name, None)
 
 
-@dataclass
-class FakeLambdaContext:
-    function_name: str = "whatsapp-relay-test"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = f"arn:aws:lambda:{TEST_REGION}:123456789012:function:test"
-    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
-    remaining_ms: int = 30_000
+def frozen_context(remaining_ms: int = 30_000) -> StandInContext:
+    """A Lambda context whose remaining time stands still (tests must not depend on speed)."""
+    return StandInContext(
+        function_name="whatsapp-relay-test",
+        timeout_seconds=remaining_ms / 1000,
+        invoked_function_arn=f"arn:aws:lambda:{TEST_REGION}:123456789012:function:test",
+        clock=lambda: 0.0,
+    )
 
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
+
+UNIT_TESTS_DIR = Path(__file__).parent / "unit"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/unit is a unit test, marked or not (so it gets the socket guard)."""
+    for item in items:
+        if UNIT_TESTS_DIR in item.path.parents:
+            item.add_marker(pytest.mark.unit)
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_cannot_open_a_socket(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A unit test that opens a socket (even to loopback) fails with SocketBlockedError: the
+    domain is tested without AWS, HTTP or emulators."""
+    if request.node.get_closest_marker("unit") is None:
+        yield
+        return
+    from pytest_socket import disable_socket, enable_socket
+
+    disable_socket(allow_unix_socket=False)
+    try:
+        yield
+    finally:
+        enable_socket()
 
 
 @pytest.fixture
-def lambda_context() -> FakeLambdaContext:
-    return FakeLambdaContext(aws_request_id=str(uuid.uuid4()))
+def lambda_context() -> StandInContext:
+    return frozen_context()
 
 
 @pytest.fixture(scope="session")
@@ -93,9 +119,11 @@ def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def boto_client(service: str, endpoint: str) -> Any:
+    """An untyped client for any service (the typed ones are in `functions.adapters.aws`)."""
     import boto3
 
-    return boto3.client(service, endpoint_url=endpoint, region_name=TEST_REGION)
+    make_client: Any = boto3.client
+    return make_client(service, endpoint_url=endpoint, region_name=TEST_REGION)
 
 
 @dataclass

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from functions.domain.credentials import WhatsAppCredentials
-from functions.domain.ports import CredentialsUnavailable, PublishFailed
-from functions.domain.queued_record import QueuedRecord
+from functions.domain.ingest.ports import PublishFailed
+from functions.domain.whatsapp.credentials import CredentialsUnavailable, WhatsAppCredentials
+from functions.domain.whatsapp.queued_record import QueuedRecord
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
 
 
 @dataclass
@@ -80,3 +83,8 @@ class ScriptedSqs:
             else:
                 self.accepted.append(entry)
         return {"Successful": [], "Failed": failed}
+
+
+def as_sqs(fake: ScriptedSqs) -> SQSClient:
+    """The fake where a typed boto3 SQS client is expected (it implements what the code calls)."""
+    return cast("SQSClient", fake)

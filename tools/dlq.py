@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from functions.common.masking import mask_phone
-from functions.domain.queued_record import QueuedRecord, UnreadableRecord
+from functions.domain.whatsapp.queued_record import QueuedRecord, UnreadableRecord
 from infra.constants import (
     OUTPUT_CONSUMER_LOG_GROUP,
     OUTPUT_DLQ_URL,

@@ -17,14 +17,14 @@ from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final
 
-from functions.domain.error_policy import (
+from functions.domain.consumer.error_policy import (
     CODE_CREDENTIALS_UNAVAILABLE,
     CODE_INVALID_RESPONSE,
     CODE_NETWORK,
     CODE_TIMEOUT,
 )
-from functions.domain.graph import GraphApiError
-from functions.domain.ports import CredentialSource, CredentialsUnavailable
+from functions.domain.consumer.ports import GraphApiError
+from functions.domain.whatsapp.credentials import CredentialSource, CredentialsUnavailable
 
 if TYPE_CHECKING:
     import urllib3

@@ -6,7 +6,7 @@ prefix, so renaming the Lambda does not forget what was answered), keeps complet
 times out leaves an in-progress record that expires with it, not an hour later.
 
 `DynamoDbReplyLedger` writes `reply#<wamid>` with a conditional put right before a send and
-deletes it when the Graph API refused the send; see `functions/domain/consume.py`.
+deletes it when the Graph API refused the send; see `functions/domain/consumer/consume.py`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final
 
-from functions.common import aws_clients
-from functions.domain.graph import AlreadyInProgress, OnceResult, StoreUnavailable
+from functions.domain.consumer.ports import AlreadyInProgress, OnceResult, StoreUnavailable
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency import (
@@ -25,25 +24,13 @@ if TYPE_CHECKING:
         IdempotencyConfig,
     )
     from aws_lambda_powertools.utilities.typing import LambdaContext
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 KEY_ATTRIBUTE: Final = "id"
 EXPIRY_ATTRIBUTE: Final = "expiration"
 EXPIRES_AFTER_SECONDS: Final = 8 * 24 * 3600  # > Meta's 7 days of webhook redelivery
 KEY_PREFIX: Final = "whatsapp-relay#reply-once"
 LEDGER_PREFIX: Final = "reply#"
-
-
-@lru_cache(maxsize=8)
-def _persistence(table_name: str, endpoint_key: int) -> DynamoDBPersistenceLayer:
-    """One persistence layer per table (and endpoint): Powertools keeps its first configuration."""
-    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
-
-    return DynamoDBPersistenceLayer(
-        table_name=table_name,
-        key_attr=KEY_ATTRIBUTE,
-        expiry_attr=EXPIRY_ATTRIBUTE,
-        boto3_client=aws_clients.client("dynamodb"),
-    )
 
 
 @lru_cache(maxsize=1)
@@ -65,8 +52,11 @@ def register_lambda_context(context: LambdaContext) -> None:
 class PowertoolsOncePerMessage:
     """`OncePerMessage` over one DynamoDB table."""
 
-    def __init__(self, table_name: str) -> None:
+    def __init__(self, dynamodb_client: DynamoDBClient, table_name: str) -> None:
+        self._client = dynamodb_client
         self._table_name = table_name
+        # Powertools keeps the first configuration a persistence layer sees: one per adapter.
+        self._persistence: DynamoDBPersistenceLayer | None = None
 
     def run(self, key: str, work: Callable[[], Mapping[str, Any]]) -> OnceResult:
         from aws_lambda_powertools.utilities.idempotency import idempotent_function
@@ -84,11 +74,10 @@ class PowertoolsOncePerMessage:
             ran = True
             return dict(work())
 
-        client = aws_clients.client("dynamodb")
         guarded = idempotent_function(
             reply_once,
             data_keyword_argument="message",
-            persistence_store=_persistence(self._table_name, id(client)),
+            persistence_store=self._persistence_layer(),
             config=idempotency_config(),
             key_prefix=KEY_PREFIX,
         )
@@ -104,11 +93,30 @@ class PowertoolsOncePerMessage:
             raise StoreUnavailable(f"idempotency store: {type(error).__name__}") from None
         return OnceResult(value=value if isinstance(value, Mapping) else {}, replayed=not ran)
 
+    def _persistence_layer(self) -> DynamoDBPersistenceLayer:
+        if self._persistence is None:
+            from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+            self._persistence = DynamoDBPersistenceLayer(
+                table_name=self._table_name,
+                key_attr=KEY_ATTRIBUTE,
+                expiry_attr=EXPIRY_ATTRIBUTE,
+                boto3_client=self._client,
+            )
+        return self._persistence
+
 
 class DynamoDbReplyLedger:
     """`ReplyLedger`: `reply#<wamid>` items with the table's TTL attribute."""
 
-    def __init__(self, table_name: str, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        dynamodb_client: DynamoDBClient,
+        table_name: str,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = dynamodb_client
         self._table_name = table_name
         self._clock = clock
 
@@ -117,7 +125,7 @@ class DynamoDbReplyLedger:
 
         now = int(self._clock())
         try:
-            aws_clients.client("dynamodb").put_item(
+            self._client.put_item(
                 TableName=self._table_name,
                 Item={
                     KEY_ATTRIBUTE: {"S": LEDGER_PREFIX + wamid},
@@ -141,7 +149,7 @@ class DynamoDbReplyLedger:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            aws_clients.client("dynamodb").delete_item(
+            self._client.delete_item(
                 TableName=self._table_name, Key={KEY_ATTRIBUTE: {"S": LEDGER_PREFIX + wamid}}
             )
         except ClientError as error:

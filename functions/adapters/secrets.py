@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from functions.common import aws_clients
-from functions.domain.credentials import SecretFormatError, WhatsAppCredentials
-from functions.domain.ports import CredentialsUnavailable
+from functions.domain.whatsapp.credentials import (
+    CredentialsUnavailable,
+    SecretFormatError,
+    WhatsAppCredentials,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
 
 # Cached secrets are re-read every few minutes, so a rotation lands without a redeploy...
 CACHE_SECONDS = 300
@@ -23,6 +28,7 @@ class SecretsManagerCredentials:
 
     def __init__(
         self,
+        secrets_client: SecretsManagerClient,
         secret_id: str,
         *,
         min_seconds_between_refreshes: float = MIN_SECONDS_BETWEEN_FORCED_REFRESHES,
@@ -32,6 +38,8 @@ class SecretsManagerCredentials:
         self._min_interval = min_seconds_between_refreshes
         self._clock = clock
         self._last_forced_refresh: float | None = None
+        self._provider: Any = None  # Powertools' SecretsProvider (its cache), built on first use
+        self._client = secrets_client
 
     def current(self) -> WhatsAppCredentials:
         return self._load(force=False)
@@ -51,9 +59,12 @@ class SecretsManagerCredentials:
         )
         from botocore.exceptions import BotoCoreError, ClientError
 
-        provider = _provider(SecretsProvider)
+        if self._provider is None:
+            self._provider = SecretsProvider(boto3_client=self._client)
         try:
-            value: Any = provider.get(self._secret_id, max_age=CACHE_SECONDS, force_fetch=force)
+            value: Any = self._provider.get(
+                self._secret_id, max_age=CACHE_SECONDS, force_fetch=force
+            )
         except (GetParameterError, ClientError, BotoCoreError) as error:
             raise CredentialsUnavailable(
                 f"cannot read secret {self._secret_id}: {type(error).__name__}"
@@ -62,15 +73,3 @@ class SecretsManagerCredentials:
             return WhatsAppCredentials.from_secret_string(value)
         except SecretFormatError as error:
             raise CredentialsUnavailable(f"secret {self._secret_id}: {error}") from None
-
-
-_providers: dict[int, Any] = {}
-
-
-def _provider(provider_class: Any) -> Any:
-    """One Powertools provider (and so one cache) per boto3 client, i.e. per endpoint."""
-    client = aws_clients.client("secretsmanager")
-    key = id(client)
-    if key not in _providers:
-        _providers[key] = provider_class(boto3_client=client)
-    return _providers[key]

@@ -11,10 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
-from functions.domain.ports import PublishFailed
-from functions.domain.queued_record import QueuedRecord
+from functions.domain.ingest.ports import PublishFailed
+from functions.domain.whatsapp.queued_record import QueuedRecord
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
 
 SQS_BATCH_LIMIT = 10
 # SQS refuses a batch whose bodies add up to more than this (the 1 MiB limit of late 2025 is not
@@ -34,7 +37,7 @@ class _Entry:
 class SqsFifoPublisher:
     """`MessagePublisher` for one FIFO queue."""
 
-    def __init__(self, sqs_client: Any, queue_url: str) -> None:
+    def __init__(self, sqs_client: SQSClient, queue_url: str) -> None:
         self._sqs = sqs_client
         self._queue_url = queue_url
 

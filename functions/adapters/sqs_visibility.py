@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from functions.common import aws_clients
-from functions.domain.graph import VisibilityChange
+from functions.domain.consumer.ports import VisibilityChange
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import ChangeMessageVisibilityBatchRequestEntryTypeDef
 
 MAX_BATCH: Final = 10
 # SQS caps a message's *total* visibility at 12 hours from the moment it was received, and the
@@ -24,13 +27,14 @@ RECEIVED_AGO_MARGIN_SECONDS: Final = 300
 class SqsVisibility:
     """`VisibilityControl` over ChangeMessageVisibilityBatch."""
 
-    def __init__(self, queue_url: str | None) -> None:
+    def __init__(self, sqs_client: SQSClient, queue_url: str | None) -> None:
+        self._sqs = sqs_client
         self._queue_url = queue_url
 
     def change(self, changes: Sequence[VisibilityChange]) -> list[str]:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        sqs = aws_clients.client("sqs")
+        sqs = self._sqs
         failed: list[str] = []
         by_queue: dict[str, list[VisibilityChange]] = {}
         for change in changes:
@@ -43,7 +47,7 @@ class SqsVisibility:
         for url, queue_changes in by_queue.items():
             for start in range(0, len(queue_changes), MAX_BATCH):
                 chunk = queue_changes[start : start + MAX_BATCH]
-                entries = [
+                entries: list[ChangeMessageVisibilityBatchRequestEntryTypeDef] = [
                     {
                         "Id": str(index),
                         "ReceiptHandle": change.receipt_handle,

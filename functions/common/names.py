@@ -1,5 +1,5 @@
-"""Every name that crosses a boundary: environment variables (the runtime contract), metric names
-and dimensions, and the service names the functions report under.
+"""Every name that crosses a boundary: environment variables (the runtime contract,
+docs/contract.md), metric names and dimensions, and the service names the functions report under.
 
 The CDK stack, the local pipeline and the tests import these instead of repeating strings, so a
 rename is one edit. Importing this module is free: constants only.
@@ -7,7 +7,7 @@ rename is one edit. Importing this module is free: constants only.
 
 from typing import Final
 
-# --- environment variables (fixed by ../shared/reference/contract.md) ---------------------------
+# --- environment variables (fixed by the runtime contract, docs/contract.md) --------------------
 ENV_QUEUE_URL: Final = "QUEUE_URL"
 ENV_SECRET_ID: Final = "WHATSAPP_SECRET_ID"
 ENV_GRAPH_API_URL: Final = "GRAPH_API_URL"
@@ -22,7 +22,7 @@ ENV_REPLY_RULES_PATH: Final = "REPLY_RULES_PATH"
 DEFAULT_GRAPH_API_URL: Final = "https://graph.facebook.com"
 DEFAULT_GRAPH_API_VERSION: Final = "v25.0"
 
-# --- the secret's JSON keys (contract) ---------------------------------------------------------
+# --- the secret's JSON keys (docs/contract.md) -------------------------------------------------
 SECRET_KEY_APP_SECRET: Final = "appSecret"
 SECRET_KEY_VERIFY_TOKEN: Final = "verifyToken"
 SECRET_KEY_ACCESS_TOKEN: Final = "accessToken"

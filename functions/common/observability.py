@@ -6,15 +6,14 @@ them reads only environment variables: no AWS call happens at import.
 
 import functools
 import os
-import uuid
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
+from functions.common.lambda_context import StandInContext
 from functions.common.names import DEFAULT_METRICS_NAMESPACE, ENV_METRICS_NAMESPACE
 
 logger = Logger()
@@ -68,20 +67,3 @@ def lambda_handler(*, correlation_id_path: str | None = None) -> Callable[[Handl
         return entry_point
 
     return decorate
-
-
-@dataclass
-class StandInContext:
-    """What Powertools reads from a Lambda context, for invocations outside Lambda."""
-
-    function_name: str = field(
-        default_factory=lambda: os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "whatsapp-relay")
-    )
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 0
-    invoked_function_arn: str = ""
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    remaining_time_in_millis: int = 60_000
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_time_in_millis

@@ -11,8 +11,8 @@ from functions.common.settings import ConfigurationError
 from functions.consumer import wiring
 from functions.consumer.events import inbox_records
 from functions.consumer.telemetry import report_batch, report_unusable_configuration
-from functions.domain.consume import consume_batch
-from functions.domain.reply_rules import ReplyRulesError
+from functions.domain.consumer.consume import consume_batch
+from functions.domain.consumer.reply_rules import ReplyRulesError
 
 
 @lambda_handler()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from functions.domain.consume import InboxRecord
+from functions.domain.consumer.consume import InboxRecord
 
 
 def inbox_records(event: Mapping[str, Any]) -> list[InboxRecord]:

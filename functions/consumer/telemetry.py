@@ -27,7 +27,7 @@ from functions.common.names import (
     METRIC_TEMPLATE_FALLBACK,
 )
 from functions.common.observability import count_by_dimension, logger, metrics
-from functions.domain.consume import BatchResult, RecordOutcome, Result
+from functions.domain.consumer.consume import BatchResult, RecordOutcome, Result
 
 CODE_CONFIGURATION = "configuration"
 

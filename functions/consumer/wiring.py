@@ -1,4 +1,5 @@
-"""Builds the consumer's adapters from the current settings; one instance per configuration.
+"""Builds the consumer's adapters from the current settings: the one place that creates its AWS
+clients.
 
 Settings are read per invocation (tests and the local pipeline change the environment between
 runs); adapters, the connection pool and the parsed reply rules are cached per configuration.
@@ -11,10 +12,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from functions.adapters import aws
 from functions.adapters.graph_client import DeadlineBoundGraph, GraphClient
 from functions.adapters.idempotency import (
     DynamoDbReplyLedger,
@@ -25,8 +27,8 @@ from functions.adapters.secrets import SecretsManagerCredentials
 from functions.adapters.sqs_visibility import SqsVisibility
 from functions.common.names import ENV_REPLY_RULES_PATH
 from functions.common.settings import ConsumerSettings
-from functions.domain.consume import Consumer
-from functions.domain.reply_rules import ReplyRules, load_rules
+from functions.domain.consumer.consume import Consumer
+from functions.domain.consumer.reply_rules import ReplyRules, load_rules
 
 DEFAULT_RULES_PATH: Final = Path(__file__).with_name("reply_rules.json")
 # A conversation's later records start only with this much of the invocation left (see
@@ -38,14 +40,19 @@ MAX_CONCURRENT_CONVERSATIONS: Final = 10  # an SQS batch holds at most 10 record
 def consumer(context: LambdaContext) -> Consumer:
     settings = ConsumerSettings.from_env()
     register_lambda_context(context)
+    dynamodb = aws.dynamodb()
     return Consumer(
         graph=DeadlineBoundGraph(
-            _graph(settings.graph_api_url, settings.graph_api_version, settings.secret_id),
+            _graph(
+                settings.graph_api_url,
+                settings.graph_api_version,
+                _credentials(aws.secretsmanager(), settings.secret_id),
+            ),
             remaining_seconds=_remaining(context),
         ),
-        once=_once(settings.idempotency_table),
-        ledger=_ledger(settings.idempotency_table),
-        visibility=SqsVisibility(settings.queue_url),
+        once=_once(dynamodb, settings.idempotency_table),
+        ledger=DynamoDbReplyLedger(dynamodb, settings.idempotency_table),
+        visibility=SqsVisibility(aws.sqs(), settings.queue_url),
         rules=reply_rules(),
         clock=lambda: datetime.now(UTC),
         remaining_seconds=_remaining(context),
@@ -70,22 +77,17 @@ def _remaining(context: LambdaContext) -> Callable[[], float]:
 
 
 @lru_cache(maxsize=4)
-def _graph(base_url: str, version: str, secret_id: str) -> GraphClient:
-    return GraphClient(base_url=base_url, version=version, credentials=_credentials(secret_id))
+def _graph(base_url: str, version: str, credentials: SecretsManagerCredentials) -> GraphClient:
+    return GraphClient(base_url=base_url, version=version, credentials=credentials)
 
 
 @lru_cache(maxsize=4)
-def _credentials(secret_id: str) -> SecretsManagerCredentials:
+def _credentials(secrets_client: Any, secret_id: str) -> SecretsManagerCredentials:
     # Only Meta's 190 (token expired) forces a refresh here, never a stranger on the internet:
     # re-read the secret on every one, so a rotated token is used at once.
-    return SecretsManagerCredentials(secret_id, min_seconds_between_refreshes=0.0)
+    return SecretsManagerCredentials(secrets_client, secret_id, min_seconds_between_refreshes=0.0)
 
 
 @lru_cache(maxsize=4)
-def _once(table_name: str) -> PowertoolsOncePerMessage:
-    return PowertoolsOncePerMessage(table_name)
-
-
-@lru_cache(maxsize=4)
-def _ledger(table_name: str) -> DynamoDbReplyLedger:
-    return DynamoDbReplyLedger(table_name)
+def _once(dynamodb_client: Any, table_name: str) -> PowertoolsOncePerMessage:
+    return PowertoolsOncePerMessage(dynamodb_client, table_name)

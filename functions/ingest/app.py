@@ -9,12 +9,13 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.common.observability import lambda_handler, logger
-from functions.domain.ingest import accept_delivery, verify_subscription
+from functions.domain.ingest.accept import accept_delivery, verify_subscription
 from functions.ingest import wiring
 from functions.ingest.http import (
     ANSWERED_ERRORS,
     HttpRequest,
     MethodNotAllowed,
+    answer_for,
     error_response,
     json_response,
     text_response,
@@ -46,8 +47,9 @@ def handler(event: dict[str, Any], context: LambdaContext | None) -> dict[str, A
         report_delivery(summary)
         return json_response(200, {"queued": len(summary.queued)})
     except ANSWERED_ERRORS as error:
-        report_rejection(error)
-        return error_response(error)
+        answer = answer_for(error)
+        report_rejection(error, answer)
+        return error_response(error, answer)
     except Exception:  # noqa: BLE001 - the boundary: a bug still answers JSON, never a trace
         logger.exception("unexpected error; nothing was acknowledged")
         return json_response(

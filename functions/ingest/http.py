@@ -10,12 +10,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from functions.common.names import (
+    METRIC_INVALID_PAYLOAD,
+    METRIC_INVALID_SIGNATURE,
+    METRIC_QUEUE_SEND_FAILED,
+)
 from functions.common.settings import ConfigurationError
-from functions.domain.ingest import SignatureRejected, VerificationRejected
-from functions.domain.ports import CredentialsUnavailable, PublishFailed
-from functions.domain.webhook import InvalidPayload
-
-SIGNATURE_HEADER = "x-hub-signature-256"
+from functions.domain.ingest.accept import SignatureRejected, VerificationRejected
+from functions.domain.ingest.ports import PublishFailed
+from functions.domain.whatsapp.credentials import CredentialsUnavailable
+from functions.domain.whatsapp.webhook import InvalidPayload
 
 
 class BadRequest(Exception):
@@ -95,29 +99,74 @@ def json_response(status: int, document: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-# Exception -> (status, error code, public message). 4xx answers say what was wrong with the
-# request; 5xx answers say only what happened, since details (ids, ARNs) are for the logs.
-_ERROR_ANSWERS: tuple[tuple[type[Exception], int, str, str | None], ...] = (
-    (VerificationRejected, 403, "verification_failed", None),
-    (SignatureRejected, 401, "invalid_signature", None),
-    (InvalidPayload, 400, "invalid_payload", None),
-    (BadRequest, 400, "bad_request", None),
-    (MethodNotAllowed, 405, "method_not_allowed", None),
-    (PublishFailed, 503, "queue_unavailable", "the delivery was not queued; retry later"),
-    (CredentialsUnavailable, 503, "credentials_unavailable", "credentials could not be read"),
-    (ConfigurationError, 500, "configuration_error", "the function is misconfigured"),
-)
+@dataclass(frozen=True, slots=True)
+class ErrorAnswer:
+    """How the ingest answers one kind of refusal, and how it reports it.
 
-ANSWERED_ERRORS = tuple(entry[0] for entry in _ERROR_ANSWERS)
+    4xx answers say what was wrong with the request (the exception's own message); 5xx answers
+    say only what happened (`public_message`), since details (ids, ARNs) are for the logs.
+    """
+
+    status: int
+    code: str
+    public_message: str | None
+    log_level: str  # logger method: "info", "warning" or "error"
+    log_message: str
+    metric: str | None = None  # counted once per refusal
+    by_error_code: bool = False  # the metric carries the exception's `error_code` dimension
 
 
-def error_response(error: Exception) -> dict[str, Any]:
-    """The HTTP answer for a domain exception; anything not in the table is re-raised."""
-    for error_type, status, code, public_message in _ERROR_ANSWERS:
-        if isinstance(error, error_type):
-            message = public_message or str(error)
-            response = json_response(status, {"error": code, "message": message})
-            if isinstance(error, MethodNotAllowed):
-                response["headers"]["Allow"] = "GET, POST"
-            return response
+# The one exception -> answer table of the ingest, read top to bottom.
+ERROR_ANSWERS: Mapping[type[Exception], ErrorAnswer] = {
+    VerificationRejected: ErrorAnswer(403, "verification_failed", None, "info", "request refused"),
+    SignatureRejected: ErrorAnswer(
+        401, "invalid_signature", None, "warning", "webhook rejected", METRIC_INVALID_SIGNATURE
+    ),
+    InvalidPayload: ErrorAnswer(
+        400, "invalid_payload", None, "warning", "webhook rejected", METRIC_INVALID_PAYLOAD
+    ),
+    BadRequest: ErrorAnswer(400, "bad_request", None, "info", "request refused"),
+    MethodNotAllowed: ErrorAnswer(405, "method_not_allowed", None, "info", "request refused"),
+    PublishFailed: ErrorAnswer(
+        503,
+        "queue_unavailable",
+        "the delivery was not queued; retry later",
+        "error",
+        "delivery not queued; Meta will redeliver",
+        METRIC_QUEUE_SEND_FAILED,
+        by_error_code=True,
+    ),
+    CredentialsUnavailable: ErrorAnswer(
+        503,
+        "credentials_unavailable",
+        "credentials could not be read",
+        "error",
+        "cannot serve webhooks",
+    ),
+    ConfigurationError: ErrorAnswer(
+        500,
+        "configuration_error",
+        "the function is misconfigured",
+        "error",
+        "cannot serve webhooks",
+    ),
+}
+
+ANSWERED_ERRORS = tuple(ERROR_ANSWERS)
+
+
+def answer_for(error: Exception) -> ErrorAnswer:
+    """The table's entry for `error` (its class or nearest listed base class)."""
+    for error_type in type(error).__mro__:
+        if error_type in ERROR_ANSWERS:
+            return ERROR_ANSWERS[error_type]
     raise error
+
+
+def error_response(error: Exception, answer: ErrorAnswer) -> dict[str, Any]:
+    response = json_response(
+        answer.status, {"error": answer.code, "message": answer.public_message or str(error)}
+    )
+    if answer.status == 405:
+        response["headers"]["Allow"] = "GET, POST"
+    return response

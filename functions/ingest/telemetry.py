@@ -14,19 +14,14 @@ from functions.common.names import (
     DIM_STATUS,
     METRIC_DELIVERY_FAILED,
     METRIC_IGNORED_CHANGE,
-    METRIC_INVALID_PAYLOAD,
-    METRIC_INVALID_SIGNATURE,
     METRIC_MALFORMED_UPDATES,
     METRIC_MESSAGES_QUEUED,
-    METRIC_QUEUE_SEND_FAILED,
     METRIC_STATUS_RECEIVED,
     METRIC_WEBHOOK_ERROR,
 )
 from functions.common.observability import count_by_dimension, logger, metrics
-from functions.common.settings import ConfigurationError
-from functions.domain.ingest import DeliverySummary, SignatureRejected
-from functions.domain.ports import CredentialsUnavailable, PublishFailed
-from functions.domain.webhook import InvalidPayload
+from functions.domain.ingest.accept import DeliverySummary
+from functions.ingest.http import ErrorAnswer
 
 
 def report_delivery(summary: DeliverySummary) -> None:
@@ -69,20 +64,13 @@ def report_delivery(summary: DeliverySummary) -> None:
         )
 
 
-def report_rejection(error: Exception) -> None:
-    if isinstance(error, SignatureRejected):
-        metrics.add_metric(name=METRIC_INVALID_SIGNATURE, unit=MetricUnit.Count, value=1)
-        logger.warning("webhook rejected", extra={"reason": str(error)})
-    elif isinstance(error, InvalidPayload):
-        metrics.add_metric(name=METRIC_INVALID_PAYLOAD, unit=MetricUnit.Count, value=1)
-        logger.warning("webhook rejected", extra={"reason": str(error)})
-    elif isinstance(error, PublishFailed):
-        count_by_dimension(METRIC_QUEUE_SEND_FAILED, DIM_ERROR_CODE, {error.error_code: 1})
-        logger.error(
-            "delivery not queued; Meta will redeliver",
-            extra={"reason": str(error), "error_code": error.error_code},
-        )
-    elif isinstance(error, CredentialsUnavailable | ConfigurationError):
-        logger.error("cannot serve webhooks", extra={"reason": str(error)})
-    else:
-        logger.info("request refused", extra={"reason": str(error)})
+def report_rejection(error: Exception, answer: ErrorAnswer) -> None:
+    """Log (and count, where the table says so) a refused request; never the body."""
+    extra: dict[str, object] = {"reason": str(error), "http_status": answer.status}
+    if answer.metric is not None and answer.by_error_code:
+        error_code = str(getattr(error, "error_code", "unknown"))
+        count_by_dimension(answer.metric, DIM_ERROR_CODE, {error_code: 1})
+        extra["error_code"] = error_code
+    elif answer.metric is not None:
+        metrics.add_metric(name=answer.metric, unit=MetricUnit.Count, value=1)
+    getattr(logger, answer.log_level)(answer.log_message, extra=extra)

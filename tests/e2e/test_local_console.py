@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from functions.domain.signature import signature_matches
+from functions.domain.ingest.signature import signature_matches
 from local_pipeline.config import DEFAULT_PORT, LocalConfig, LocalConfigError
 from local_pipeline.console import Console, short_id
 from local_pipeline.gateway import Exchange
@@ -192,3 +192,11 @@ def test_secrets_stay_out_of_the_config_repr() -> None:
     config = LocalConfig.from_env({"WHATSAPP_APP_SECRET": "hush", "WHATSAPP_ACCESS_TOKEN": "tok"})
     assert "hush" not in repr(config)
     assert "tok" not in repr(config)
+
+
+def test_a_message_is_tagged_by_its_wamids_tail_which_the_user_can_match() -> None:
+    real = "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA="
+    assert short_id(real) == "…DEwMTQ0RgA"
+    assert real.rstrip("=").endswith(short_id(real).lstrip("…"))
+    assert short_id("wamid.one") == "wamid.one"
+    assert short_id(None) == "-"

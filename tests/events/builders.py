@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from functions.domain.signature import sign
+from functions.domain.ingest.signature import sign
 
 EVENTS = Path(__file__).parent
 BUSINESS_NUMBER_ID = "106540352242922"

@@ -21,7 +21,7 @@ from functions.common.names import (
 )
 from infra.constants import IDEMPOTENCY_PARTITION_KEY, IDEMPOTENCY_TTL_ATTRIBUTE
 from local_pipeline.fake_graph import FakeGraphApi
-from tests.conftest import ACCESS_TOKEN, FakeLambdaContext, FifoQueues, boto_client
+from tests.conftest import ACCESS_TOKEN, FifoQueues, boto_client, frozen_context
 
 GRAPH_VERSION = "v25.0"
 
@@ -127,8 +127,7 @@ def consumer_env(
 
 def context(remaining_ms: int = 30_000) -> LambdaContext:
     """A fresh Lambda context (the handler's type; the fake quacks like it)."""
-    fake = FakeLambdaContext(aws_request_id=str(uuid.uuid4()), remaining_ms=remaining_ms)
-    return cast(LambdaContext, fake)
+    return cast(LambdaContext, frozen_context(remaining_ms))
 
 
 def dumps(document: Any) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import urllib3
 
+from functions.adapters.aws import client as aws_client
 from functions.adapters.graph_client import (
     DeadlineBoundGraph,
     GraphClient,
@@ -26,14 +27,14 @@ from functions.adapters.idempotency import (
     register_lambda_context,
 )
 from functions.adapters.sqs_visibility import SqsVisibility
-from functions.domain.credentials import WhatsAppCredentials
-from functions.domain.graph import (
+from functions.domain.consumer.ports import (
     AlreadyInProgress,
     GraphApiError,
     StoreUnavailable,
     VisibilityChange,
 )
-from functions.domain.outbound import Text, mark_read_body, send_body
+from functions.domain.whatsapp.credentials import WhatsAppCredentials
+from functions.domain.whatsapp.outbound import Text, mark_read_body, send_body
 from local_pipeline.fake_graph import FakeGraphApi, hang, http_error, meta_error, reset_connection
 from tests.conftest import ACCESS_TOKEN, FifoQueues, boto_client
 from tests.fakes import FakeCredentials
@@ -243,7 +244,7 @@ def test_retry_after_accepts_seconds_and_http_dates() -> None:
 
 def test_once_runs_work_once_then_replays(idempotency_table: str, aws: str) -> None:
     register_lambda_context(context())
-    once = PowertoolsOncePerMessage(idempotency_table)
+    once = PowertoolsOncePerMessage(aws_client("dynamodb"), idempotency_table)
     runs: list[int] = []
 
     def work() -> Mapping[str, Any]:
@@ -263,7 +264,7 @@ def test_once_runs_work_once_then_replays(idempotency_table: str, aws: str) -> N
 
 def test_a_failed_work_leaves_no_record(idempotency_table: str) -> None:
     register_lambda_context(context())
-    once = PowertoolsOncePerMessage(idempotency_table)
+    once = PowertoolsOncePerMessage(aws_client("dynamodb"), idempotency_table)
 
     def fail() -> Mapping[str, Any]:
         raise LookupError("retry me")
@@ -276,7 +277,7 @@ def test_a_failed_work_leaves_no_record(idempotency_table: str) -> None:
 
 def test_a_concurrent_duplicate_is_in_progress(idempotency_table: str) -> None:
     register_lambda_context(context())
-    once = PowertoolsOncePerMessage(idempotency_table)
+    once = PowertoolsOncePerMessage(aws_client("dynamodb"), idempotency_table)
     started, release = threading.Event(), threading.Event()
 
     def slow() -> Mapping[str, Any]:
@@ -299,24 +300,28 @@ def test_a_missing_table_is_store_unavailable(aws: str) -> None:
     register_lambda_context(context())
 
     with pytest.raises(StoreUnavailable):
-        PowertoolsOncePerMessage("no-such-table").run("wamid.D=", lambda: {})
+        PowertoolsOncePerMessage(aws_client("dynamodb"), "no-such-table").run(
+            "wamid.D=", lambda: {}
+        )
     with pytest.raises(StoreUnavailable):
-        DynamoDbReplyLedger("no-such-table").claim("wamid.D=")
+        DynamoDbReplyLedger(aws_client("dynamodb"), "no-such-table").claim("wamid.D=")
     with pytest.raises(StoreUnavailable):
-        DynamoDbReplyLedger("no-such-table").release("wamid.D=")
+        DynamoDbReplyLedger(aws_client("dynamodb"), "no-such-table").release("wamid.D=")
 
 
 def test_ledger_claims_once_until_released_and_ignores_expired_claims(
     idempotency_table: str,
 ) -> None:
-    ledger = DynamoDbReplyLedger(idempotency_table)
+    ledger = DynamoDbReplyLedger(aws_client("dynamodb"), idempotency_table)
 
     assert ledger.claim("wamid.E=") is True
     assert ledger.claim("wamid.E=") is False
     ledger.release("wamid.E=")
     assert ledger.claim("wamid.E=") is True
     later = DynamoDbReplyLedger(
-        idempotency_table, clock=lambda: time.time() + EXPIRES_AFTER_SECONDS + 60
+        aws_client("dynamodb"),
+        idempotency_table,
+        clock=lambda: time.time() + EXPIRES_AFTER_SECONDS + 60,
     )
     assert later.claim("wamid.E=") is True
 
@@ -339,14 +344,14 @@ def test_visibility_is_raised_by_queue_url_and_by_event_source_arn(
         for r in records
     ]
 
-    assert SqsVisibility(fifo_queues.queue_url).change(changes[:1]) == []
-    assert SqsVisibility(None).change(changes[1:]) == []
+    assert SqsVisibility(aws_client("sqs"), fifo_queues.queue_url).change(changes[:1]) == []
+    assert SqsVisibility(aws_client("sqs"), None).change(changes[1:]) == []
     assert inbox.event()["Records"] == []  # both stay invisible
 
     back = [
         VisibilityChange(c.message_id, c.receipt_handle, c.event_source_arn, 0) for c in changes
     ]
-    SqsVisibility(None).change(back)
+    SqsVisibility(aws_client("sqs"), None).change(back)
     assert len(inbox.event()["Records"]) == 2
 
 
@@ -356,7 +361,7 @@ def test_refused_visibility_changes_are_reported(inbox: Inbox, fifo_queues: Fifo
     stale = VisibilityChange("m-stale", "not-a-receipt-handle", inbox.arn, 60)
     unknown = VisibilityChange("m-arn", "x", "not-an-arn", 60)
 
-    failed = SqsVisibility(None).change([good, stale, unknown])
+    failed = SqsVisibility(aws_client("sqs"), None).change([good, stale, unknown])
 
     assert "m-arn" in failed
     assert records[0]["messageId"] not in failed

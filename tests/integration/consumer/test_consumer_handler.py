@@ -37,7 +37,7 @@ from functions.common.names import (
 )
 from functions.common.settings import ConfigurationError
 from functions.consumer.app import handler
-from functions.domain.reply_rules import ReplyRulesError
+from functions.domain.consumer.reply_rules import ReplyRulesError
 from local_pipeline.fake_graph import (
     Answer,
     FakeGraphApi,

@@ -7,15 +7,14 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import FakeLambdaContext, FifoQueues
+from functions.common.lambda_context import StandInContext
+from tests.conftest import FifoQueues
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 @pytest.fixture
-def ingest(
-    fifo_queues: FifoQueues, whatsapp_secret: str, lambda_context: FakeLambdaContext
-) -> Invoke:
+def ingest(fifo_queues: FifoQueues, whatsapp_secret: str, lambda_context: StandInContext) -> Invoke:
     """Call the real ingest handler (with QUEUE_URL / WHATSAPP_SECRET_ID pointing at moto)."""
     from functions.ingest.app import handler
 

@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from functions.domain.queued_record import QueuedRecord
-from functions.domain.signature import sign
+from functions.domain.ingest.signature import sign
+from functions.domain.whatsapp.queued_record import QueuedRecord
 from tests.conftest import APP_SECRET, VERIFY_TOKEN, FifoQueues, boto_client
 from tests.events import builders as b
 from tests.integration.ingest.conftest import Invoke

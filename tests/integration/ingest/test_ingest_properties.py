@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from functions.domain.queued_record import QueuedRecord
-from functions.domain.signature import sign
+from functions.domain.ingest.signature import sign
+from functions.domain.whatsapp.queued_record import QueuedRecord
 from tests.conftest import APP_SECRET, FifoQueues
 from tests.events import builders as b
 from tests.integration.ingest.conftest import Invoke

@@ -7,11 +7,12 @@ import uuid
 
 import pytest
 
+from functions.adapters.aws import client as aws_client
 from functions.adapters.secrets import (
     MIN_SECONDS_BETWEEN_FORCED_REFRESHES,
     SecretsManagerCredentials,
 )
-from functions.domain.ports import CredentialsUnavailable
+from functions.domain.whatsapp.credentials import CredentialsUnavailable
 from tests.conftest import APP_SECRET, boto_client
 
 pytestmark = pytest.mark.integration
@@ -29,7 +30,7 @@ def test_reads_are_cached_and_forced_refreshes_happen_at_most_once_a_minute(
     aws: str, whatsapp_secret: str
 ) -> None:
     clock = Clock()
-    source = SecretsManagerCredentials(whatsapp_secret, clock=clock)
+    source = SecretsManagerCredentials(aws_client("secretsmanager"), whatsapp_secret, clock=clock)
     secrets = boto_client("secretsmanager", aws)
 
     assert source.current().app_secret == APP_SECRET
@@ -52,7 +53,7 @@ def test_reads_are_cached_and_forced_refreshes_happen_at_most_once_a_minute(
 
 
 def test_a_missing_secret_is_unavailable(aws: str) -> None:
-    source = SecretsManagerCredentials(f"missing-{uuid.uuid4().hex}")
+    source = SecretsManagerCredentials(aws_client("secretsmanager"), f"missing-{uuid.uuid4().hex}")
     with pytest.raises(CredentialsUnavailable):
         source.current()
 
@@ -63,6 +64,6 @@ def test_a_malformed_secret_is_unavailable_without_showing_its_value(aws: str) -
         Name=name, SecretString='{"appSecret": "do-not-print-me"}'
     )
     with pytest.raises(CredentialsUnavailable) as caught:
-        SecretsManagerCredentials(name).current()
+        SecretsManagerCredentials(aws_client("secretsmanager"), name).current()
     assert "do-not-print-me" not in str(caught.value)
     assert "verifyToken" in str(caught.value)

@@ -10,15 +10,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from functions.domain.consume import Consumer, InboxRecord
-from functions.domain.graph import (
+from functions.domain.consumer.consume import Consumer, InboxRecord
+from functions.domain.consumer.ports import (
     AlreadyInProgress,
     GraphApiError,
     OnceResult,
     StoreUnavailable,
     VisibilityChange,
 )
-from functions.domain.reply_rules import ReplyRules, parse_rules
+from functions.domain.consumer.reply_rules import ReplyRules, parse_rules
 
 BUSINESS_NUMBER_ID = "106540352242922"
 BUSINESS_DISPLAY_NUMBER = "15550783881"

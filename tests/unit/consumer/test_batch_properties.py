@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from functions.domain.consume import Result, consume_batch
-from functions.domain.graph import GraphApiError
+from functions.domain.consumer.consume import Result, consume_batch
+from functions.domain.consumer.ports import GraphApiError
 from tests.unit.consumer.builders import (
     Call,
     RecordingVisibility,

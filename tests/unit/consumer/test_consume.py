@@ -13,8 +13,8 @@ from functions.common.names import (
     ERROR_CLASS_QUALITY_POLICY,
     ERROR_CLASS_RATE_LIMIT,
 )
-from functions.domain.consume import Result, consume_batch
-from functions.domain.graph import GraphApiError
+from functions.domain.consumer.consume import Result, consume_batch
+from functions.domain.consumer.ports import GraphApiError
 from tests.unit.consumer.builders import (
     BUSINESS_NUMBER_ID,
     NOW,

@@ -16,8 +16,8 @@ from functions.common.names import (
     ERROR_CLASS_TRANSIENT,
     ERROR_CLASS_UNKNOWN,
 )
-from functions.domain.backoff import delay_seconds
-from functions.domain.error_policy import (
+from functions.domain.consumer.backoff import delay_seconds
+from functions.domain.consumer.error_policy import (
     MAX_VISIBILITY_SECONDS,
     POLICIES,
     Action,
@@ -27,7 +27,7 @@ from functions.domain.error_policy import (
 
 pytestmark = pytest.mark.unit
 
-# ../shared/reference/whatsapp-cloud-api.md, "Errors", copied independently of the table.
+# Meta's "Error codes" page (Jun 2026), copied independently of the table.
 REFERENCE = {
     ERROR_CLASS_RATE_LIMIT: [130429, 4, 80007],
     ERROR_CLASS_PAIR_RATE_LIMIT: [131056],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from functions.domain.outbound import (
+from functions.domain.whatsapp.outbound import (
     Button,
     Buttons,
     InvalidOutbound,

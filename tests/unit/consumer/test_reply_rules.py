@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from functions.domain.outbound import Buttons, ListMenu, Media, Reaction, Template, Text
-from functions.domain.queued_record import QueuedRecord
-from functions.domain.reply_rules import ReplyRulesError, load_rules, parse_rules
-from functions.domain.webhook import ReceivedMessage
+from functions.domain.consumer.reply_rules import ReplyRulesError, load_rules, parse_rules
+from functions.domain.whatsapp.outbound import Buttons, ListMenu, Media, Reaction, Template, Text
+from functions.domain.whatsapp.queued_record import QueuedRecord
+from functions.domain.whatsapp.webhook import ReceivedMessage
 from tests.unit.consumer.builders import (
     BUSINESS_DISPLAY_NUMBER,
     RULES_DOCUMENT,

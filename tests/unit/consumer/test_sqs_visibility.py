@@ -7,8 +7,7 @@ import pytest
 from botocore.stub import Stubber
 
 from functions.adapters.sqs_visibility import SqsVisibility
-from functions.common import aws_clients
-from functions.domain.graph import VisibilityChange
+from functions.domain.consumer.ports import VisibilityChange
 
 pytestmark = pytest.mark.unit
 
@@ -16,9 +15,8 @@ QUEUE_URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/inbound.fifo"
 ARN = "arn:aws:sqs:eu-west-1:123456789012:inbound.fifo"
 
 
-def test_one_batch_call_with_the_twelve_hour_limit_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_batch_call_with_the_twelve_hour_limit_kept() -> None:
     sqs = boto3.client("sqs", region_name="eu-west-1", endpoint_url="http://127.0.0.1:9")
-    monkeypatch.setattr(aws_clients, "client", lambda service: sqs)
     changes = [
         VisibilityChange("m1", "rh1", ARN, 16),
         VisibilityChange("m2", "rh2", ARN, 43_200),
@@ -41,7 +39,7 @@ def test_one_batch_call_with_the_twelve_hour_limit_kept(monkeypatch: pytest.Monk
             },
         )
 
-        failed = SqsVisibility(QUEUE_URL).change(changes)
+        failed = SqsVisibility(sqs, QUEUE_URL).change(changes)
 
         stub.assert_no_pending_responses()
     assert failed == ["m3"]

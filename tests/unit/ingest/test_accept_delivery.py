@@ -4,8 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from functions.domain.credentials import WhatsAppCredentials
-from functions.domain.ingest import (
+from functions.domain.ingest.accept import (
     BodyNotJson,
     DeliverySummary,
     SignatureRejected,
@@ -13,9 +12,10 @@ from functions.domain.ingest import (
     accept_delivery,
     verify_subscription,
 )
-from functions.domain.ports import CredentialsUnavailable, PublishFailed
-from functions.domain.signature import sign
-from functions.domain.webhook import InvalidPayload
+from functions.domain.ingest.ports import PublishFailed
+from functions.domain.ingest.signature import sign
+from functions.domain.whatsapp.credentials import CredentialsUnavailable, WhatsAppCredentials
+from functions.domain.whatsapp.webhook import InvalidPayload
 from tests.events import builders as b
 from tests.fakes import FakeCredentials, FakePublisher
 

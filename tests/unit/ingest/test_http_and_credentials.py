@@ -5,8 +5,15 @@ import json
 
 import pytest
 
-from functions.domain.credentials import SecretFormatError, WhatsAppCredentials
-from functions.ingest.http import BadRequest, HttpRequest, error_response
+from functions.domain.ingest.ports import PublishFailed
+from functions.domain.whatsapp.credentials import SecretFormatError, WhatsAppCredentials
+from functions.ingest.http import (
+    ERROR_ANSWERS,
+    BadRequest,
+    HttpRequest,
+    answer_for,
+    error_response,
+)
 from tests.events import builders as b
 
 pytestmark = pytest.mark.unit
@@ -54,15 +61,29 @@ def test_bad_base64_is_a_bad_request() -> None:
 
 def test_unknown_exceptions_are_not_swallowed() -> None:
     with pytest.raises(KeyError):
-        error_response(KeyError("bug"))
+        answer_for(KeyError("bug"))
+
+
+def test_every_answer_is_json_and_subclasses_use_their_base_entry() -> None:
+    from functions.domain.ingest.accept import BodyNotJson
+
+    for error_type, expected in ERROR_ANSWERS.items():
+        error = (
+            error_type("why")
+            if error_type is not PublishFailed
+            else PublishFailed("why", accepted=0, error_code="x")
+        )
+        response = error_response(error, answer_for(error))
+        assert response["statusCode"] == expected.status
+        assert json.loads(response["body"])["error"] == expected.code
+    assert answer_for(BodyNotJson("no")).code == "invalid_payload"
 
 
 def test_server_errors_do_not_leak_details() -> None:
-    from functions.domain.ports import CredentialsUnavailable
+    from functions.domain.whatsapp.credentials import CredentialsUnavailable
 
-    answer = error_response(
-        CredentialsUnavailable("cannot read arn:aws:secretsmanager:eu-west-1:123456789012:x")
-    )
+    error = CredentialsUnavailable("cannot read arn:aws:secretsmanager:eu-west-1:123456789012:x")
+    answer = error_response(error, answer_for(error))
     assert answer["statusCode"] == 503
     assert "123456789012" not in answer["body"]
     assert json.loads(answer["body"])["error"] == "credentials_unavailable"

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from functions.domain.queued_record import QueuedRecord, UnreadableRecord
-from functions.domain.webhook import parse_delivery
+from functions.domain.whatsapp.queued_record import QueuedRecord, UnreadableRecord
+from functions.domain.whatsapp.webhook import parse_delivery
 from tests.events import builders as b
 
 pytestmark = pytest.mark.unit

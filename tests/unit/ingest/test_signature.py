@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from functions.domain.signature import sign, signature_matches
+from functions.domain.ingest.signature import sign, signature_matches
 from tests.events.builders import EVENTS
 
 pytestmark = pytest.mark.unit

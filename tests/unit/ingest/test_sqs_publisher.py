@@ -6,11 +6,11 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from functions.adapters.sqs_publisher import SqsFifoPublisher
-from functions.domain.ports import PublishFailed
-from functions.domain.queued_record import QueuedRecord
-from functions.domain.webhook import parse_delivery
+from functions.domain.ingest.ports import PublishFailed
+from functions.domain.whatsapp.queued_record import QueuedRecord
+from functions.domain.whatsapp.webhook import parse_delivery
 from tests.events import builders as b
-from tests.fakes import ScriptedSqs
+from tests.fakes import ScriptedSqs, as_sqs
 
 pytestmark = pytest.mark.unit
 
@@ -25,7 +25,7 @@ def test_batches_of_ten_with_fifo_ids() -> None:
     sqs = ScriptedSqs()
     batch = records(25)
 
-    SqsFifoPublisher(sqs, "https://q.fifo").publish(batch)
+    SqsFifoPublisher(as_sqs(sqs), "https://q.fifo").publish(batch)
 
     assert [len(call) for call in sqs.calls] == [10, 10, 5]
     assert [e["MessageDeduplicationId"] for e in sqs.accepted] == [r.wamid for r in batch]
@@ -36,7 +36,7 @@ def test_failed_entries_are_retried_before_the_conversation_moves_on() -> None:
     batch = records(12)
     sqs = ScriptedSqs(fail_times={batch[3].wamid: 2})
 
-    SqsFifoPublisher(sqs, "https://q.fifo").publish(batch)
+    SqsFifoPublisher(as_sqs(sqs), "https://q.fifo").publish(batch)
 
     assert [len(call) for call in sqs.calls] == [10, 1, 1, 2]
     accepted = [e["MessageDeduplicationId"] for e in sqs.accepted]
@@ -48,7 +48,7 @@ def test_entries_that_keep_failing_raise_with_what_was_accepted() -> None:
     batch = records(12)
     sqs = ScriptedSqs(fail_times={batch[0].wamid: 99})
     with pytest.raises(PublishFailed) as caught:
-        SqsFifoPublisher(sqs, "https://q.fifo").publish(batch)
+        SqsFifoPublisher(as_sqs(sqs), "https://q.fifo").publish(batch)
     assert caught.value.error_code == "InternalError"
     assert caught.value.accepted == 9  # the rest of the first batch; the second never went out
     assert len(sqs.calls) == 3  # bounded
@@ -58,7 +58,7 @@ def test_sender_faults_are_not_retried() -> None:
     batch = records(3)
     sqs = ScriptedSqs(fail_times={batch[1].wamid: 1}, sender_fault=True)
     with pytest.raises(PublishFailed):
-        SqsFifoPublisher(sqs, "https://q.fifo").publish(batch)
+        SqsFifoPublisher(as_sqs(sqs), "https://q.fifo").publish(batch)
     assert len(sqs.calls) == 1
 
 
@@ -77,7 +77,7 @@ def test_sender_faults_are_not_retried() -> None:
 def test_whole_call_failures_raise_publish_failed(error: Exception, code: str) -> None:
     sqs = ScriptedSqs(raise_error=error)
     with pytest.raises(PublishFailed) as caught:
-        SqsFifoPublisher(sqs, "https://q.fifo").publish(records(2))
+        SqsFifoPublisher(as_sqs(sqs), "https://q.fifo").publish(records(2))
     assert caught.value.error_code == code
     assert caught.value.accepted == 0
 
@@ -86,7 +86,7 @@ def test_many_conversations_go_out_in_parallel_lanes_each_in_order() -> None:
     batch = records(200, senders=37)
     sqs = ScriptedSqs()
 
-    SqsFifoPublisher(sqs, "https://q.fifo").publish(batch)
+    SqsFifoPublisher(as_sqs(sqs), "https://q.fifo").publish(batch)
 
     assert len(sqs.accepted) == 200
     for group in {r.group_id for r in batch}:
@@ -103,7 +103,7 @@ def test_large_bodies_split_batches_under_the_size_limit() -> None:
     batch = [QueuedRecord(received=r, received_at=datetime.now(UTC)) for r in delivery.messages]
     sqs = ScriptedSqs()
 
-    SqsFifoPublisher(sqs, "https://q.fifo").publish(batch)
+    SqsFifoPublisher(as_sqs(sqs), "https://q.fifo").publish(batch)
 
     for call in sqs.calls:
         assert sum(len(e["MessageBody"].encode()) for e in call) <= 256 * 1024

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from functions.domain.webhook import (
+from functions.domain.whatsapp.webhook import (
     ButtonContent,
     ContactsContent,
     InteractiveReply,

@@ -1,10 +1,11 @@
-"""The WhatsApp app's credentials, as stored in the secret named by `WHATSAPP_SECRET_ID`."""
+"""The WhatsApp app's credentials, as stored in the secret named by `WHATSAPP_SECRET_ID`, and the
+port both functions read them through (`CredentialSource`)."""
 
 import hmac
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from functions.common.names import (
     SECRET_KEY_ACCESS_TOKEN,
@@ -14,7 +15,7 @@ from functions.common.names import (
 
 
 class SecretFormatError(ValueError):
-    """The secret exists but is not the JSON the contract describes. Never carries values."""
+    """The secret exists but is not the JSON docs/contract.md describes. Never carries values."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,3 +53,18 @@ class WhatsAppCredentials:
         return hmac.compare_digest(
             self.verify_token.encode("utf-8"), candidate.encode("utf-8", "replace")
         )
+
+
+class CredentialsUnavailable(Exception):
+    """The credentials could not be read (secret missing, unreadable, or the store is down)."""
+
+
+class CredentialSource(Protocol):
+    def current(self) -> WhatsAppCredentials:
+        """The cached credentials (fetched on first use). Raises `CredentialsUnavailable`."""
+        ...
+
+    def refreshed(self) -> WhatsAppCredentials | None:
+        """Fresh credentials after a mismatch (the secret may have been rotated), or None when
+        a refresh happened too recently to be worth another call."""
+        ...

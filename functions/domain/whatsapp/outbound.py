@@ -1,7 +1,7 @@
 """What the consumer sends to the Graph API: the outbound message types, mark-as-read and the
 typing indicator, as validated models that render Meta's JSON bodies.
 
-Plain Python. Limits are Meta's (see ../shared/reference/whatsapp-cloud-api.md): a model that
+Plain Python. Limits are Meta's (Cloud API "Messages" reference): a model that
 breaks one raises `InvalidOutbound` when it is built, so a bad reply rules file fails at load, not
 on the first customer message.
 """

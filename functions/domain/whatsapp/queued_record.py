@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from functions.domain.webhook import (
+from functions.domain.whatsapp.webhook import (
     BusinessNumber,
     Contact,
     InvalidPayload,

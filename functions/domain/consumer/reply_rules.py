@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from functions.domain.outbound import (
+from functions.domain.whatsapp.outbound import (
     Button,
     Buttons,
     InvalidOutbound,
@@ -44,7 +44,7 @@ from functions.domain.outbound import (
     Template,
     Text,
 )
-from functions.domain.webhook import (
+from functions.domain.whatsapp.webhook import (
     ButtonContent,
     InteractiveReply,
     MediaContent,
@@ -54,7 +54,6 @@ from functions.domain.webhook import (
 
 SUPPORTED_VERSIONS = frozenset({1})
 NEVER_ANSWERED_TYPES = frozenset({"reaction", "system", "unsupported", "unknown"})
-PLACEHOLDERS = ("{contact_name}", "{business_number}")
 DEFAULT_CONTACT_NAME = "there"
 _MATCH_KEYS = frozenset({"types", "keywords", "replyIds"})
 _DIGITS = re.compile(r"\D")

@@ -12,7 +12,7 @@ import math
 import random
 from collections.abc import Callable
 
-from functions.domain.error_policy import MAX_VISIBILITY_SECONDS, Backoff
+from functions.domain.consumer.error_policy import MAX_VISIBILITY_SECONDS, Backoff
 
 # "Equal jitter": half the exponential delay is fixed, half random — retries spread out, yet a
 # later attempt never waits much less than an earlier one.

@@ -1,7 +1,7 @@
 """THE error policy: every Graph API failure -> an error class -> an action and a backoff.
 
 One table, read top to bottom; change behaviour here, not in `if` statements elsewhere. Codes are
-Meta's `error.code` (see ../shared/reference/whatsapp-cloud-api.md, "Errors"), plus the names
+Meta's `error.code` (Meta's Cloud API "Error codes" page, as of Jun 2026), plus the names
 the Graph client gives failures that carry no code: `timeout`, `network`, `http_<status>`,
 `invalid_response`, and the consumer's own `in_progress`, `store_unavailable`,
 `credentials_unavailable` and `poison`.

@@ -1,6 +1,6 @@
 """The consumer's use case: a batch of queued records in, one outcome per record out.
 
-Per record (contract, consumer section): skip it if it was already answered (same wamid, any
+Per record (docs/contract.md, "Consumer"): skip it if it was already answered (same wamid, any
 delivery, 8 days); mark it read (with "typing…" when a reply is coming); send the reply the rules
 choose, from the receiving number, threaded on the wamid; turn every Graph API failure into the
 action the error policy names. A failed read receipt is recorded, never stops the reply.
@@ -29,8 +29,8 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from functions.domain.backoff import delay_seconds
-from functions.domain.error_policy import (
+from functions.domain.consumer.backoff import delay_seconds
+from functions.domain.consumer.error_policy import (
     CODE_IN_PROGRESS,
     CODE_POISON,
     CODE_STORE_UNAVAILABLE,
@@ -39,7 +39,7 @@ from functions.domain.error_policy import (
     ErrorClassPolicy,
     classify,
 )
-from functions.domain.graph import (
+from functions.domain.consumer.ports import (
     AlreadyInProgress,
     GraphApi,
     GraphApiError,
@@ -49,9 +49,9 @@ from functions.domain.graph import (
     VisibilityChange,
     VisibilityControl,
 )
-from functions.domain.outbound import OutboundMessage, Reaction, mark_read_body, send_body
-from functions.domain.queued_record import QueuedRecord, UnreadableRecord
-from functions.domain.reply_rules import ReplyDecision, ReplyRules
+from functions.domain.consumer.reply_rules import ReplyDecision, ReplyRules
+from functions.domain.whatsapp.outbound import OutboundMessage, Reaction, mark_read_body, send_body
+from functions.domain.whatsapp.queued_record import QueuedRecord, UnreadableRecord
 
 CODE_INTERNAL_ERROR = "internal_error"
 CODE_TIME_BUDGET = "time_budget"  # not started: too little time left in the invocation
@@ -229,7 +229,7 @@ def _consume_group(records: Sequence[InboxRecord], consumer: Consumer) -> list[R
         slowest_seconds = max(slowest_seconds, (consumer.clock() - started).total_seconds())
         outcomes.append(outcome)
         # An unreadable record is nobody's message: it goes to the DLQ on its own and never
-        # fails the rest of the batch (contract, consumer 5), its own conversation included.
+        # fails the rest of the batch (docs/contract.md), its own conversation included.
         if outcome.failed and outcome.result is not Result.POISON:
             blocker = (CODE_HELD_BACK, f"behind {record.message_id} of the same conversation")
     return outcomes

@@ -10,11 +10,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from functions.domain.credentials import WhatsAppCredentials
-from functions.domain.ports import CredentialSource, MessagePublisher
-from functions.domain.queued_record import QueuedRecord
-from functions.domain.signature import is_well_formed, signature_matches
-from functions.domain.webhook import (
+from functions.domain.ingest.ports import MessagePublisher
+from functions.domain.ingest.signature import is_well_formed, signature_matches
+from functions.domain.whatsapp.credentials import CredentialSource, WhatsAppCredentials
+from functions.domain.whatsapp.queued_record import QueuedRecord
+from functions.domain.whatsapp.webhook import (
     InvalidPayload,
     ReceivedMessage,
     StatusUpdate,

@@ -1,0 +1,26 @@
+"""What the ingest use case needs from outside besides the credentials (those are shared with the
+consumer: `functions.domain.whatsapp.credentials`): a durable queue for the records.
+
+Each port names the one exception its implementations raise, so callers never catch botocore's
+exceptions (or `Exception`).
+"""
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from functions.domain.whatsapp.queued_record import QueuedRecord
+
+
+class PublishFailed(Exception):
+    """Not every record was accepted by the queue; `accepted` of them were."""
+
+    def __init__(self, message: str, *, accepted: int, error_code: str) -> None:
+        super().__init__(message)
+        self.accepted = accepted
+        self.error_code = error_code
+
+
+class MessagePublisher(Protocol):
+    def publish(self, records: Sequence[QueuedRecord]) -> None:
+        """Durably queue every record, or raise `PublishFailed`."""
+        ...
