@@ -22,6 +22,7 @@ CONTEXT_KEYS = {
     "graphApiVersion": "graph_api_version",
     "logLevel": "log_level",
     "maxReceiveCount": "max_receive_count",
+    "maxAttempts": "max_attempts",
     "consumerMaxConcurrency": "consumer_max_concurrency",
     "apiRateLimitPerSecond": "api_rate_limit_per_second",
     "apiBurstLimit": "api_burst_limit",

@@ -27,7 +27,12 @@ CONSUMER_TIMEOUT_SECONDS: Final = 30
 
 # Queueing. SQS wants the visibility timeout at least 6x the consumer's timeout.
 VISIBILITY_TIMEOUT_SECONDS: Final = 6 * CONSUMER_TIMEOUT_SECONDS
-DEFAULT_MAX_RECEIVE_COUNT: Final = 8
+# SQS's redrive is only the backstop for runs that die: the consumer dead-letters a message itself
+# after its own attempts (DEFAULT_MAX_ATTEMPTS in functions/common/names.py). A record is also
+# received each time a record ahead of it in its conversation fails (up to 9 of them in a
+# batch), so the backstop stays above batch size x attempts, or held-back records would reach
+# the DLQ for their neighbour.
+DEFAULT_MAX_RECEIVE_COUNT: Final = 120
 DLQ_RETENTION_DAYS: Final = 14
 INBOUND_RETENTION_DAYS: Final = 4
 CONSUMER_BATCH_SIZE: Final = 10

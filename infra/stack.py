@@ -15,10 +15,13 @@ from functions.common.names import (
     CONSUMER_SERVICE,
     DEFAULT_GRAPH_API_URL,
     DEFAULT_GRAPH_API_VERSION,
+    DEFAULT_MAX_ATTEMPTS,
     DEFAULT_METRICS_NAMESPACE,
+    ENV_DEAD_LETTER_QUEUE_URL,
     ENV_GRAPH_API_URL,
     ENV_GRAPH_API_VERSION,
     ENV_IDEMPOTENCY_TABLE,
+    ENV_MAX_ATTEMPTS,
     ENV_QUEUE_URL,
     ENV_SECRET_ID,
     INGEST_SERVICE,
@@ -68,6 +71,7 @@ class RelayProps:
     api_rate_limit_per_second: int = DEFAULT_API_RATE_LIMIT_PER_SECOND
     api_burst_limit: int = DEFAULT_API_BURST_LIMIT
     max_receive_count: int = DEFAULT_MAX_RECEIVE_COUNT
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
     consumer_max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     consumer_batch_size: int = CONSUMER_BATCH_SIZE
     graph_api_url: str = DEFAULT_GRAPH_API_URL
@@ -91,8 +95,14 @@ class RelayProps:
             raise ValueError("api_rate_limit_per_second and api_burst_limit must be positive")
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {sorted(LOG_LEVELS)}")
-        if self.max_receive_count < 1:
-            raise ValueError("max_receive_count must be at least 1")
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        backstop = self.max_attempts * self.consumer_batch_size
+        if self.max_receive_count < backstop:
+            raise ValueError(
+                f"max_receive_count must be at least max_attempts x consumer_batch_size "
+                f"({backstop}): records held back behind a failing neighbour are received again"
+            )
         log_retention(self.log_retention_days)  # raises on a retention CloudWatch refuses
 
 
@@ -142,6 +152,8 @@ class WhatsAppRelayStack(Stack):
             timeout_seconds=CONSUMER_TIMEOUT_SECONDS,
             environment={
                 ENV_QUEUE_URL: queues.queue.queue_url,
+                ENV_DEAD_LETTER_QUEUE_URL: queues.dead_letter_queue.queue_url,
+                ENV_MAX_ATTEMPTS: str(props.max_attempts),
                 ENV_SECRET_ID: secret.secret_arn,
                 ENV_IDEMPOTENCY_TABLE: table.table_name,
                 ENV_GRAPH_API_URL: props.graph_api_url,
@@ -157,13 +169,11 @@ class WhatsAppRelayStack(Stack):
                     actions=["secretsmanager:GetSecretValue"], resources=[secret.secret_arn]
                 )
             )
-        table.grant(
-            consumer.function,
-            "dynamodb:GetItem",
-            "dynamodb:PutItem",
-            "dynamodb:UpdateItem",
-            "dynamodb:DeleteItem",
-        )
+        # The ledger's writes: UpdateItem, and TransactWriteItems, which IAM authorizes per item
+        # action (its Update and Put). Nothing reads or deletes.
+        table.grant(consumer.function, "dynamodb:PutItem", "dynamodb:UpdateItem")
+        # The consumer's own dead letters (attempts exhausted, unreadable records).
+        queues.dead_letter_queue.grant(consumer.function, "sqs:SendMessage")
         # The event source mapping grants Receive/Delete/ChangeMessageVisibility/GetQueueAttributes/
         # GetQueueUrl on the queue (grantConsumeMessages); the consumer itself raises visibility
         # timeouts for backoff, which that grant covers.

@@ -262,6 +262,9 @@ class FakeGraphApi:
         self._lock = threading.Condition()
         self._state = _State()
         self._stopping = threading.Event()
+        # In-process tests may answer by rule (a rate limiter, an outage) when no scripted answer
+        # applies: called under the lock with each read or send; None means "ok".
+        self.rule: Callable[[RecordedRequest], Answer | None] | None = None
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._ids = itertools.count(1)
@@ -364,6 +367,8 @@ class FakeGraphApi:
                     if kind in ("any", request.kind) and to in (None, recipient):
                         answer = self._state.script.pop(index)[2]
                         break
+                else:
+                    answer = (self.rule(request) if self.rule else None) or answer
             self._state.requests.append(_with_answer(request, answer.type))
             self._lock.notify_all()
             return answer

@@ -29,6 +29,7 @@ from functions.common.lambda_context import StandInContext
 from functions.common.names import (
     CONSUMER_SERVICE,
     DEFAULT_METRICS_NAMESPACE,
+    ENV_DEAD_LETTER_QUEUE_URL,
     ENV_GRAPH_API_URL,
     ENV_GRAPH_API_VERSION,
     ENV_IDEMPOTENCY_TABLE,
@@ -179,6 +180,7 @@ class LocalPipeline:
             {
                 ENV_SERVICE_NAME: CONSUMER_SERVICE,
                 ENV_IDEMPOTENCY_TABLE: resources.table_name,
+                ENV_DEAD_LETTER_QUEUE_URL: resources.dlq_url,
                 ENV_GRAPH_API_URL: graph_url,
                 ENV_GRAPH_API_VERSION: self.config.graph_api_version,
                 ENV_LOG_FILE: str(self.consumer_log.resolve()),

@@ -22,6 +22,7 @@ import pytest
 
 from functions.common.lambda_context import StandInContext
 from functions.common.names import (
+    ENV_DEAD_LETTER_QUEUE_URL,
     ENV_METRICS_NAMESPACE,
     ENV_QUEUE_URL,
     ENV_SECRET_ID,
@@ -178,6 +179,7 @@ def fifo_queues(aws: str, monkeypatch: pytest.MonkeyPatch) -> FifoQueues:
         },
     )["QueueUrl"]
     monkeypatch.setenv(ENV_QUEUE_URL, queue_url)
+    monkeypatch.setenv(ENV_DEAD_LETTER_QUEUE_URL, dlq_url)
     return FifoQueues(queue_url=queue_url, dlq_url=dlq_url, sqs=sqs)
 
 

@@ -25,6 +25,13 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from functions.adapters.dead_letters import (
+    ATTRIBUTE_ATTEMPTS,
+    ATTRIBUTE_ERROR_CLASS,
+    ATTRIBUTE_ERROR_CODE,
+    ATTRIBUTE_LAST_ATTEMPT_AT,
+    ATTRIBUTE_REASON,
+)
 from functions.common.masking import mask_phone
 from functions.domain.whatsapp.queued_record import QueuedRecord, UnreadableRecord
 from infra.constants import (
@@ -66,6 +73,13 @@ class DlqEntry:
     received_at: str | None = None
     unreadable: str | None = None  # why the body is not a record (a poison message)
     source_queue_arn: str | None = None
+    # Why it is here, as the consumer wrote it on the dead letter (absent: SQS's redrive backstop
+    # moved it after maxReceiveCount receives - a run that kept dying).
+    reason: str | None = None
+    error_code: str | None = None
+    error_class: str | None = None
+    attempts: int | None = None
+    last_attempt_at: str | None = None
 
 
 # --- finding the queues -----------------------------------------------------------------------
@@ -142,11 +156,21 @@ def _entry(message: dict[str, Any], now: datetime) -> DlqEntry:
     attributes = message.get("Attributes", {})
     sent = attributes.get("SentTimestamp")
     age = (now.timestamp() * 1000 - int(sent)) / 1000 if sent else None
+    letter = {
+        name: value.get("StringValue")
+        for name, value in (message.get("MessageAttributes") or {}).items()
+    }
+    attempts = letter.get(ATTRIBUTE_ATTEMPTS)
     common = {
         "message_id": message["MessageId"],
         "receive_count": int(attributes.get("ApproximateReceiveCount", 0)),
         "age_seconds": age,
         "source_queue_arn": attributes.get("DeadLetterQueueSourceArn"),
+        "reason": letter.get(ATTRIBUTE_REASON),
+        "error_code": letter.get(ATTRIBUTE_ERROR_CODE),
+        "error_class": letter.get(ATTRIBUTE_ERROR_CLASS),
+        "attempts": int(attempts) if attempts and attempts.isdigit() else None,
+        "last_attempt_at": letter.get(ATTRIBUTE_LAST_ATTEMPT_AT),
     }
     try:
         record = QueuedRecord.from_json(message.get("Body", ""))
@@ -215,6 +239,7 @@ def render_entries(entries: Sequence[DlqEntry], out: TextIO) -> None:
     for entry in entries:
         age = "?" if entry.age_seconds is None else _duration(entry.age_seconds)
         head = f"- {entry.message_id}  receives={entry.receive_count}  age={age}"
+        head += f"\n    why: {_why(entry)}"
         if entry.unreadable is not None:
             out.write(f"{head}\n    unreadable record (poison): {entry.unreadable}\n")
             continue
@@ -223,6 +248,18 @@ def render_entries(entries: Sequence[DlqEntry], out: TextIO) -> None:
             f"from={entry.sender}  to_number_id={entry.business_number_id}  "
             f"received_at={entry.received_at}\n"
         )
+
+
+def _why(entry: DlqEntry) -> str:
+    if entry.reason is None:
+        return (
+            "no reason recorded: SQS moved it after maxReceiveCount receives (a consumer run "
+            "that kept failing as a whole); see --why for its logs"
+        )
+    return (
+        f"{entry.reason}  error_code={entry.error_code}  class={entry.error_class}  "
+        f"attempts={entry.attempts}  last_attempt_at={entry.last_attempt_at}"
+    )
 
 
 def _duration(seconds: float) -> str:

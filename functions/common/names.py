@@ -18,6 +18,11 @@ ENV_METRICS_NAMESPACE: Final = "POWERTOOLS_METRICS_NAMESPACE"
 ENV_LOG_LEVEL: Final = "LOG_LEVEL"
 # Optional: a reply rules file other than the one shipped in functions/consumer/.
 ENV_REPLY_RULES_PATH: Final = "REPLY_RULES_PATH"
+# The consumer's own dead letters go here (the inbound queue's FIFO DLQ).
+ENV_DEAD_LETTER_QUEUE_URL: Final = "DEAD_LETTER_QUEUE_URL"
+# A message's own failed attempts before the consumer dead-letters it.
+ENV_MAX_ATTEMPTS: Final = "MAX_ATTEMPTS"
+DEFAULT_MAX_ATTEMPTS: Final = 10
 
 DEFAULT_GRAPH_API_URL: Final = "https://graph.facebook.com"
 DEFAULT_GRAPH_API_VERSION: Final = "v25.0"
@@ -60,6 +65,7 @@ METRIC_PERMANENT_FAILURE: Final = "PermanentFailures"  # [service, ErrorCode]
 METRIC_RETRY_SCHEDULED: Final = "RetriesScheduled"  # [service, ErrorCode]
 METRIC_DUPLICATE_SKIPPED: Final = "DuplicatesSkipped"  # [service]
 METRIC_POISON_RECORD: Final = "PoisonRecords"  # [service] records that could not be parsed
+METRIC_DEAD_LETTERED: Final = "DeadLettered"  # [service, ErrorCode] put on the DLQ by the consumer
 METRIC_TEMPLATE_FALLBACK: Final = "TemplateFallbacks"  # [service] 131047 answered by a template
 # [service] a redelivered message whose earlier attempt died mid-send: not sent again.
 METRIC_REPLY_UNCERTAIN: Final = "RepliesUncertain"
@@ -71,6 +77,7 @@ METRIC_END_TO_END_LATENCY: Final = (
 ERROR_CLASS_RATE_LIMIT: Final = "rate_limit"
 ERROR_CLASS_PAIR_RATE_LIMIT: Final = "pair_rate_limit"
 ERROR_CLASS_TRANSIENT: Final = "transient"
+ERROR_CLASS_OUTAGE: Final = "outage"  # the Graph API itself unreachable: 5xx, timeouts, resets
 ERROR_CLASS_AUTH_CONFIG: Final = "auth_config"
 ERROR_CLASS_QUALITY_POLICY: Final = "quality_policy"
 ERROR_CLASS_RECIPIENT: Final = "recipient"

@@ -14,9 +14,12 @@ from dataclasses import dataclass
 from functions.common.names import (
     DEFAULT_GRAPH_API_URL,
     DEFAULT_GRAPH_API_VERSION,
+    DEFAULT_MAX_ATTEMPTS,
+    ENV_DEAD_LETTER_QUEUE_URL,
     ENV_GRAPH_API_URL,
     ENV_GRAPH_API_VERSION,
     ENV_IDEMPOTENCY_TABLE,
+    ENV_MAX_ATTEMPTS,
     ENV_QUEUE_URL,
     ENV_SECRET_ID,
 )
@@ -40,10 +43,10 @@ class IngestSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> IngestSettings:
-        queue_url = _required(environ, ENV_QUEUE_URL)
-        if not queue_url.endswith(".fifo"):
-            raise ConfigurationError(f"{ENV_QUEUE_URL} must be the URL of a FIFO queue (….fifo)")
-        return cls(queue_url=queue_url, secret_id=_required(environ, ENV_SECRET_ID))
+        return cls(
+            queue_url=_fifo_url(environ, ENV_QUEUE_URL),
+            secret_id=_required(environ, ENV_SECRET_ID),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,8 @@ class ConsumerSettings:
     graph_api_url: str
     graph_api_version: str
     queue_url: str | None
+    dead_letter_queue_url: str
+    max_attempts: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ConsumerSettings:
@@ -67,4 +72,22 @@ class ConsumerSettings:
                 environ.get(ENV_GRAPH_API_VERSION) or DEFAULT_GRAPH_API_VERSION
             ).strip("/"),
             queue_url=environ.get(ENV_QUEUE_URL) or None,
+            dead_letter_queue_url=_fifo_url(environ, ENV_DEAD_LETTER_QUEUE_URL),
+            max_attempts=_positive_int(environ, ENV_MAX_ATTEMPTS, DEFAULT_MAX_ATTEMPTS),
         )
+
+
+def _fifo_url(environ: Mapping[str, str], name: str) -> str:
+    url = _required(environ, name)
+    if not url.endswith(".fifo"):
+        raise ConfigurationError(f"{name} must be the URL of a FIFO queue (….fifo)")
+    return url
+
+
+def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isascii() or not raw.isdigit() or int(raw) < 1:
+        raise ConfigurationError(f"{name} must be a whole number of at least 1")
+    return int(raw)

@@ -25,6 +25,7 @@ def _record(raw: Mapping[str, Any]) -> InboxRecord:
         receive_count = 1
     body = raw.get("body")
     return InboxRecord(
+        enqueued_at=_epoch_seconds(attributes.get("SentTimestamp")),
         message_id=message_id,
         body=body if isinstance(body, str) else "",
         group_id=str(attributes.get("MessageGroupId") or message_id),
@@ -32,3 +33,11 @@ def _record(raw: Mapping[str, Any]) -> InboxRecord:
         receipt_handle=str(raw.get("receiptHandle") or ""),
         event_source_arn=str(raw.get("eventSourceARN") or ""),
     )
+
+
+def _epoch_seconds(milliseconds: object) -> float | None:
+    """SQS's `SentTimestamp` (epoch milliseconds, as text) in seconds."""
+    try:
+        return int(str(milliseconds)) / 1000
+    except ValueError:
+        return None

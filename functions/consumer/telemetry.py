@@ -14,6 +14,7 @@ from functions.common.masking import mask_phone
 from functions.common.names import (
     DIM_ERROR_CLASS,
     DIM_ERROR_CODE,
+    METRIC_DEAD_LETTERED,
     METRIC_DUPLICATE_SKIPPED,
     METRIC_END_TO_END_LATENCY,
     METRIC_GRAPH_API_ERROR,
@@ -34,13 +35,13 @@ CODE_CONFIGURATION = "configuration"
 _COUNTED_RESULTS = {
     Result.DUPLICATE: METRIC_DUPLICATE_SKIPPED,
     Result.UNCERTAIN: METRIC_REPLY_UNCERTAIN,
-    Result.POISON: METRIC_POISON_RECORD,
 }
 
 # result -> (log level, message). Records that failed a call but are done log at WARNING.
 _LOG_LINES = {
     Result.INTERNAL_ERROR: ("error", "record failed on an unexpected error"),
-    Result.POISON: ("error", "unreadable record; it goes to the DLQ after maxReceiveCount"),
+    Result.DEAD_LETTERED: ("error", "record put on the dead-letter queue"),
+    Result.STALE_COPY: ("info", "a copy of a dead-lettered message; dropped"),
     Result.PERMANENT: ("warning", "reply refused permanently; not retried"),
     Result.UNCERTAIN: (
         "warning",
@@ -56,13 +57,17 @@ def report_batch(result: BatchResult) -> None:
     graph_error_classes: Counter[str] = Counter()
     permanent: Counter[str] = Counter()
     retries: Counter[str] = Counter()
+    dead_lettered: Counter[str] = Counter()
     totals: Counter[str] = Counter()
     for outcome in result.outcomes:
         graph_errors.update(failure.code for failure in outcome.failures)
         graph_error_classes.update(failure.error_class for failure in outcome.failures)
         totals[METRIC_READ_RECEIPT_SENT] += outcome.read_receipt_sent
-        totals[METRIC_REPLY_SENT] += outcome.reply_sent
+        totals[METRIC_REPLY_SENT] += outcome.replies_sent
         totals[METRIC_TEMPLATE_FALLBACK] += outcome.template_fallback
+        totals[METRIC_POISON_RECORD] += outcome.unreadable
+        if outcome.dead_letter is not None:
+            dead_lettered[outcome.dead_letter.error_code] += 1
         if outcome.result in _COUNTED_RESULTS:
             totals[_COUNTED_RESULTS[outcome.result]] += 1
         if outcome.permanent_code is not None:
@@ -83,6 +88,7 @@ def report_batch(result: BatchResult) -> None:
     count_by_dimension(METRIC_GRAPH_API_ERROR_CLASS, DIM_ERROR_CLASS, graph_error_classes)
     count_by_dimension(METRIC_PERMANENT_FAILURE, DIM_ERROR_CODE, permanent)
     count_by_dimension(METRIC_RETRY_SCHEDULED, DIM_ERROR_CODE, retries)
+    count_by_dimension(METRIC_DEAD_LETTERED, DIM_ERROR_CODE, dead_lettered)
     if result.visibility_not_changed:
         logger.warning(
             "visibility timeout not raised; the records return after the queue's default",
@@ -117,7 +123,10 @@ def _fields(outcome: RecordOutcome) -> dict[str, object]:
         "error_class": outcome.retry_class,
         "visibility_timeout_seconds": outcome.delay_seconds,
         "reason": outcome.reason or None,
-        "claim_release_failed": outcome.claim_release_failed or None,
+        "attempts": outcome.attempts,
+        "dead_letter_reason": outcome.dead_letter.reason if outcome.dead_letter else None,
+        "uncertain_slots": outcome.uncertain_slots or None,
+        "store_write_failed": outcome.store_write_failed or None,
         "graph_errors": [
             {
                 "step": f.step,

@@ -17,12 +17,9 @@ from typing import Any, Final
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.adapters import aws
+from functions.adapters.dead_letters import SqsDeadLetters
 from functions.adapters.graph_client import DeadlineBoundGraph, GraphClient
-from functions.adapters.idempotency import (
-    DynamoDbReplyLedger,
-    PowertoolsOncePerMessage,
-    register_lambda_context,
-)
+from functions.adapters.ledger import DynamoDbLedger
 from functions.adapters.secrets import SecretsManagerCredentials
 from functions.adapters.sqs_visibility import SqsVisibility
 from functions.common.names import ENV_REPLY_RULES_PATH
@@ -39,8 +36,7 @@ MAX_CONCURRENT_CONVERSATIONS: Final = 10  # an SQS batch holds at most 10 record
 
 def consumer(context: LambdaContext) -> Consumer:
     settings = ConsumerSettings.from_env()
-    register_lambda_context(context)
-    dynamodb = aws.dynamodb()
+    sqs = aws.sqs()
     return Consumer(
         graph=DeadlineBoundGraph(
             _graph(
@@ -50,14 +46,15 @@ def consumer(context: LambdaContext) -> Consumer:
             ),
             remaining_seconds=_remaining(context),
         ),
-        once=_once(dynamodb, settings.idempotency_table),
-        ledger=DynamoDbReplyLedger(dynamodb, settings.idempotency_table),
-        visibility=SqsVisibility(aws.sqs(), settings.queue_url),
+        ledger=DynamoDbLedger(aws.dynamodb(), settings.idempotency_table),
+        dead_letters=SqsDeadLetters(sqs, settings.dead_letter_queue_url),
+        visibility=SqsVisibility(sqs, settings.queue_url),
         rules=reply_rules(),
         clock=lambda: datetime.now(UTC),
         remaining_seconds=_remaining(context),
         max_workers=MAX_CONCURRENT_CONVERSATIONS,
         min_seconds_to_start=MIN_SECONDS_TO_START,
+        max_attempts=settings.max_attempts,
     )
 
 
@@ -86,8 +83,3 @@ def _credentials(secrets_client: Any, secret_id: str) -> SecretsManagerCredentia
     # Only Meta's 190 (token expired) forces a refresh here, never a stranger on the internet:
     # re-read the secret on every one, so a rotated token is used at once.
     return SecretsManagerCredentials(secrets_client, secret_id, min_seconds_between_refreshes=0.0)
-
-
-@lru_cache(maxsize=4)
-def _once(dynamodb_client: Any, table_name: str) -> PowertoolsOncePerMessage:
-    return PowertoolsOncePerMessage(dynamodb_client, table_name)

@@ -25,7 +25,8 @@ from infra.stack import RelayProps, WhatsAppRelayStack
 CUSTOM_PROPS: dict[str, Any] = {
     "api_rate_limit_per_second": 123,
     "api_burst_limit": 45,
-    "max_receive_count": 4,
+    "max_receive_count": 40,
+    "max_attempts": 4,
     "consumer_max_concurrency": 7,
     "consumer_batch_size": 5,
     "graph_api_url": "https://graph.example.test",

@@ -50,6 +50,8 @@ def test_an_unacknowledged_finding_fails_synth(tmp_path: Path) -> None:
         ("consumer_max_concurrency", 1),
         ("consumer_max_concurrency", 1001),
         ("max_receive_count", 0),
+        ("max_receive_count", 99),  # below 10 attempts x 10 records: held-back records would go
+        ("max_attempts", 0),
         ("api_rate_limit_per_second", 0),
         ("log_level", "VERBOSE"),
         ("log_retention_days", 31),
@@ -63,14 +65,14 @@ def test_props_refuse_values_aws_would_refuse_at_deploy(field: str, value: objec
 def test_context_values_become_props() -> None:
     context = {
         "alarmEmail": "ops@example.com",
-        "maxReceiveCount": "3",  # `cdk -c key=value` passes strings
+        "maxReceiveCount": "300",  # `cdk -c key=value` passes strings
         "consumerMaxConcurrency": 20,
         "graphApiVersion": "v26.0",
         "webAclArn": "",  # empty means not set
     }
     props = props_from_context(App(context=context), stand_in_code())
     assert props.alarm_email == "ops@example.com"
-    assert props.max_receive_count == 3
+    assert props.max_receive_count == 300
     assert props.consumer_max_concurrency == 20
     assert props.graph_api_version == "v26.0"
     assert props.web_acl_arn is None

@@ -16,11 +16,14 @@ from functions.common.names import (
     CONSUMER_SERVICE,
     DEFAULT_GRAPH_API_URL,
     DEFAULT_GRAPH_API_VERSION,
+    DEFAULT_MAX_ATTEMPTS,
     DEFAULT_METRICS_NAMESPACE,
+    ENV_DEAD_LETTER_QUEUE_URL,
     ENV_GRAPH_API_URL,
     ENV_GRAPH_API_VERSION,
     ENV_IDEMPOTENCY_TABLE,
     ENV_LOG_LEVEL,
+    ENV_MAX_ATTEMPTS,
     ENV_METRICS_NAMESPACE,
     ENV_QUEUE_URL,
     ENV_SECRET_ID,
@@ -176,7 +179,7 @@ def test_web_acl_is_associated_only_when_given(
 
 @pytest.mark.parametrize(
     ("stack_name", "max_receive_count"),
-    [("default_stack", DEFAULT_MAX_RECEIVE_COUNT), ("custom_stack", 4)],
+    [("default_stack", DEFAULT_MAX_RECEIVE_COUNT), ("custom_stack", 40)],
 )
 def test_inbound_fifo_queue_redrives_to_a_fifo_dlq(
     stack_name: str, max_receive_count: int, request: pytest.FixtureRequest
@@ -271,8 +274,11 @@ def test_consumer_environment_is_the_contracts(default_stack: Synthesized) -> No
     queue_id, _ = s.one("AWS::SQS::Queue", {"RedrivePolicy": Match.any_value()})
     secret_id, _ = s.one("AWS::SecretsManager::Secret")
     table_id, _ = s.one("AWS::DynamoDB::Table")
+    dlq_id = next(logical for logical in s.resources("AWS::SQS::Queue") if logical != queue_id)
     assert _env(s, CONSUMER_HANDLER) == {
         ENV_QUEUE_URL: {"Ref": queue_id},
+        ENV_DEAD_LETTER_QUEUE_URL: {"Ref": dlq_id},
+        ENV_MAX_ATTEMPTS: str(DEFAULT_MAX_ATTEMPTS),
         ENV_SECRET_ID: {"Ref": secret_id},
         ENV_IDEMPOTENCY_TABLE: {"Ref": table_id},
         ENV_GRAPH_API_URL: DEFAULT_GRAPH_API_URL,
@@ -289,6 +295,7 @@ def test_props_reach_the_functions(custom_stack: Synthesized) -> None:
     assert env[ENV_GRAPH_API_VERSION] == CUSTOM_PROPS["graph_api_version"]
     assert env[ENV_METRICS_NAMESPACE] == CUSTOM_PROPS["metrics_namespace"]
     assert env[ENV_LOG_LEVEL] == "DEBUG"
+    assert env[ENV_MAX_ATTEMPTS] == str(CUSTOM_PROPS["max_attempts"])
     _, fn = function(custom_stack, CONSUMER_HANDLER)
     assert fn["Properties"]["LoggingConfig"]["ApplicationLogLevel"] == "DEBUG"
     log_group_id = fn["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
@@ -343,6 +350,7 @@ def test_ingest_may_only_send_to_the_inbound_queue_and_read_the_secret(
 def test_consumer_may_only_touch_its_queue_table_and_secret(default_stack: Synthesized) -> None:
     s = default_stack
     queue_id, _ = s.one("AWS::SQS::Queue", {"RedrivePolicy": Match.any_value()})
+    dlq_id = next(logical for logical in s.resources("AWS::SQS::Queue") if logical != queue_id)
     secret_id, _ = s.one("AWS::SecretsManager::Secret")
     table_id, _ = s.one("AWS::DynamoDB::Table")
     _, fn = function(s, CONSUMER_HANDLER)
@@ -354,9 +362,10 @@ def test_consumer_may_only_touch_its_queue_table_and_secret(default_stack: Synth
         "GetQueueAttributes",
         "GetQueueUrl",
     )
-    dynamodb_actions = ("GetItem", "PutItem", "UpdateItem", "DeleteItem")
+    dynamodb_actions = ("PutItem", "UpdateItem")
     assert grants(s, CONSUMER_HANDLER) == {
         **{f"sqs:{a}": {arn_of(queue_id)} for a in sqs_actions},
+        "sqs:SendMessage": {arn_of(dlq_id)},
         **{f"dynamodb:{a}": {arn_of(table_id)} for a in dynamodb_actions},
         "secretsmanager:GetSecretValue": {ref(secret_id)},
         "logs:CreateLogStream": {arn_of(log_group_id)},

@@ -1,7 +1,8 @@
 """How long a failed record stays invisible before SQS redelivers it.
 
-Backoff is SQS's visibility timeout, never a sleep in the function: the record's
-`ApproximateReceiveCount` is the attempt number, the error class gives the schedule
+Backoff is SQS's visibility timeout, never a sleep in the function: the message's own failed
+attempts (counted in the ledger, never the receives it spent held back) are the attempt number,
+the error class gives the schedule
 (`error_policy.POLICIES`), the jitter spreads a throttled number's retries, `Retry-After` is
 honoured, and the result never leaves [floor, 12 hours].
 """
@@ -27,7 +28,7 @@ def delay_seconds(
     retry_after_seconds: float | None = None,
     random_unit: Callable[[], float] = random.random,
 ) -> int:
-    """Visibility timeout for the `attempt`-th failure (1 = first delivery), in whole seconds."""
+    """Visibility timeout after the `attempt`-th failure (1 = the first), in whole seconds."""
     exponent = min(max(attempt, 1) - 1, MAX_EXPONENT)
     exponential = min(backoff.cap_seconds, backoff.base_seconds * backoff.factor**exponent)
     jittered = exponential * (1 - JITTER_SHARE) + exponential * JITTER_SHARE * random_unit()

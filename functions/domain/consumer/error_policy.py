@@ -25,6 +25,7 @@ from typing import Final
 from functions.common.names import (
     ERROR_CLASS_AUTH_CONFIG,
     ERROR_CLASS_BAD_REQUEST,
+    ERROR_CLASS_OUTAGE,
     ERROR_CLASS_PAIR_RATE_LIMIT,
     ERROR_CLASS_QUALITY_POLICY,
     ERROR_CLASS_RATE_LIMIT,
@@ -89,8 +90,13 @@ POLICIES: Final[Mapping[str, ErrorClassPolicy]] = {
         ErrorClassPolicy(ERROR_CLASS_RATE_LIMIT, Action.RETRY, Backoff(8, 2, 5, 900)),
         # One recipient gets ~1 message / 6 s; Meta suggests 4^n seconds.
         ErrorClassPolicy(ERROR_CLASS_PAIR_RATE_LIMIT, Action.RETRY, Backoff(4, 4, 6, 1_024)),
-        # Meta or the network hiccupped: retry soon, growing.
+        # Meta said "try again" (one call's hiccup): retry soon, growing.
         ErrorClassPolicy(ERROR_CLASS_TRANSIENT, Action.RETRY, Backoff(5, 2, 3, 600)),
+        # No usable answer at all (5xx pages, timeouts, resets): the Graph API may be down for a
+        # while. Steeper, so a message's own 10 attempts outlast a 25-minute outage before it is
+        # dead-lettered (half of 10+30+90+270+600x5 s at the lowest jitter), yet capped at 10
+        # minutes so the backlog moves soon after Meta recovers.
+        ErrorClassPolicy(ERROR_CLASS_OUTAGE, Action.RETRY, Backoff(10, 3, 5, 600)),
         # Unknown codes: transient, bounded by maxReceiveCount, so they end in the DLQ.
         ErrorClassPolicy(ERROR_CLASS_UNKNOWN, Action.RETRY, Backoff(10, 2, 5, 900)),
         # Token, permissions, wrong number id...: an operator must act. Slow and alarmed.
@@ -124,14 +130,12 @@ CODE_CLASSES: Final[Mapping[str, str]] = {
             "131016",
             "133004",
             "131057",
-            CODE_HTTP_5XX,
-            CODE_TIMEOUT,
-            CODE_NETWORK,
             CODE_INVALID_RESPONSE,
             CODE_STORE_UNAVAILABLE,
         ),
         ERROR_CLASS_TRANSIENT,
     ),
+    **dict.fromkeys((CODE_HTTP_5XX, CODE_TIMEOUT, CODE_NETWORK), ERROR_CLASS_OUTAGE),
     **dict.fromkeys(
         ("0", "190", "10", "3", "131005", "33", CODE_CREDENTIALS_UNAVAILABLE),
         ERROR_CLASS_AUTH_CONFIG,

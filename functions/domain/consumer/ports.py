@@ -1,5 +1,6 @@
-"""The consumer's ports: the Graph API, the once-per-message guard, the reply ledger and the
-queue's visibility control, with the one exception type each of them raises.
+"""The consumer's ports: the Graph API, the ledger (what happened to each message and each
+reply), the dead-letter queue and the queue's visibility control, with the one exception type
+each of them raises.
 
 Adapters implement these (`functions/adapters/`); tests use in-memory fakes or the loopback fake
 Graph API. Nothing here imports boto3 or urllib3.
@@ -7,11 +8,10 @@ Graph API. Nothing here imports boto3 or urllib3.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
-
-T = TypeVar("T")
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Protocol
 
 
 class GraphApiError(Exception):
@@ -59,38 +59,137 @@ class GraphApi(Protocol):
 
 
 class StoreUnavailable(Exception):
-    """The idempotency/ledger store could not be read or written."""
+    """The ledger's store could not be read or written."""
 
 
-class AlreadyInProgress(Exception):
-    """Another execution is handling the same wamid right now."""
+# --- the ledger: what happened to each inbound message and each reply ------------------------
+
+
+class MessageStatus(Enum):
+    NEW = "new"  # never seen
+    ACTIVE = "active"  # being answered, or waiting for its next attempt
+    DONE = "done"  # answered, deliberately unanswered, or refused for good
+    DEAD_LETTERED = "dead_lettered"  # its own attempts ran out; it went to the DLQ
 
 
 @dataclass(frozen=True, slots=True)
-class OnceResult:
-    value: Mapping[str, Any]
-    replayed: bool  # True: the work was done before; `value` is what it returned then
+class MessageHistory:
+    """What the ledger knew of a wamid when an attempt began."""
+
+    status: MessageStatus = MessageStatus.NEW
+    attempts: int = 0  # the message's own failed attempts (never time spent waiting)
+    sent: Mapping[int, str] = field(default_factory=dict)  # reply slot -> reply wamid ("" unknown)
+    # Slots claimed before a send whose answer was never recorded: that send may have gone out.
+    claimed: frozenset[int] = frozenset()
+    outcome: str | None = None  # DONE: what happened ("replied", "no_reply", ...)
+    dead_lettered_at: float | None = None
 
 
-class OncePerMessage(Protocol):
-    def run(self, key: str, work: Callable[[], Mapping[str, Any]]) -> OnceResult:
-        """Run `work` unless it already completed for `key` (then replay its result).
+class BeginResult(Enum):
+    STARTED = "started"  # this attempt holds the message until its lease ends
+    ALREADY_DONE = "already_done"  # a duplicate: nothing to do
+    BUSY = "busy"  # another execution holds it now
+    ALREADY_DEAD_LETTERED = "already_dead_lettered"  # a stale copy of a dead-lettered message
 
-        An exception from `work` is re-raised and leaves no record (a later attempt runs it
-        again). Raises `AlreadyInProgress` or `StoreUnavailable`.
-        """
+
+@dataclass(frozen=True, slots=True)
+class Begun:
+    result: BeginResult
+    history: MessageHistory
+
+
+@dataclass(frozen=True, slots=True)
+class SentReply:
+    """One reply Meta accepted, remembered so its statuses can be followed and acted on."""
+
+    reply_wamid: str
+    inbound_wamid: str
+    slot: int  # position in the list of replies to the inbound message
+    kind: str  # "reply" or "fallback"
+    phone_number_id: str
+    recipient: Mapping[str, str]  # the send body's addressing: {"to": ...} or {"recipient": ...}
+    message: Mapping[str, Any]  # the outbound message as sent (type part of the body)
+    decision: str  # why it was chosen ("rule:greeting", "default", "window-closed", ...)
+    sent_at: float  # epoch seconds
+    inbound_at: float | None  # when the customer sent the message (Meta's timestamp)
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    outcome: str  # "replied", "no_reply", "permanent_failure", "uncertain"
+    error_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FailedAttempt:
+    attempts: int  # own failed attempts, this one included
+    error_code: str
+    error_class: str
+    at: float  # epoch seconds
+    release_slot: int | None  # the claimed slot whose send Meta refused (may be retried)
+    dead_lettered: bool = False
+
+
+class Ledger(Protocol):
+    """One record per inbound wamid (and one per reply) that makes every send at most once.
+
+    Every method raises `StoreUnavailable` when the store cannot be reached.
+    """
+
+    def begin(
+        self,
+        wamid: str,
+        *,
+        now: float,
+        lease_until: float,
+        claim_slot: int | None,
+        enqueued_at: float | None,
+    ) -> Begun:
+        """Take the message for this attempt (until `lease_until`), claiming `claim_slot` when a
+        send will follow. Refused when it is done, held by a live lease, or dead-lettered after
+        this copy was enqueued (a copy enqueued later is a redrive and starts a fresh budget)."""
+        ...
+
+    def claim(self, wamid: str, slot: int, *, now: float) -> None:
+        """Claim a reply slot right before its send (when `begin` could not)."""
+        ...
+
+    def record_sent(
+        self, reply: SentReply, *, claim_next: int | None, finished: Finished | None
+    ) -> None:
+        """Remember an accepted send (and the reply itself), in one write: claim the next slot
+        or finish the message."""
+        ...
+
+    def finish(self, wamid: str, finished: Finished, *, release_slot: int | None) -> None:
+        """The message needs nothing more (no reply, refused for good, or uncertain)."""
+        ...
+
+    def record_failure(self, wamid: str, failure: FailedAttempt) -> None:
+        """This attempt failed; release its lease (and its refused slot) for the next one."""
         ...
 
 
-class ReplyLedger(Protocol):
-    def claim(self, wamid: str) -> bool:
-        """Record that a reply to `wamid` is about to be sent. False if a claim already exists
-        (an earlier attempt may have sent it). Raises `StoreUnavailable`."""
-        ...
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Why a record left the queue for the dead-letter queue, readable without the logs."""
 
-    def release(self, wamid: str) -> None:
-        """Drop the claim: the Graph API refused the send, so a retry may send. Raises
-        `StoreUnavailable`."""
+    reason: str  # "attempts_exhausted" or "unreadable"
+    error_code: str
+    error_class: str
+    attempts: int
+    last_attempt_at: float  # epoch seconds
+    wamid: str | None = None
+
+
+class DeadLetterFailed(Exception):
+    """The dead-letter queue did not take the record (it stays on the inbound queue)."""
+
+
+class DeadLetters(Protocol):
+    def send(self, body: str, group_id: str, letter: DeadLetter) -> None:
+        """Put the record's body on the dead-letter queue with `letter` as its attributes.
+        Raises `DeadLetterFailed`."""
         ...
 
 

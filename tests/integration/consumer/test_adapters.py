@@ -1,44 +1,36 @@
 """The consumer's adapters against real peers on loopback: the Graph client against the fake
-Graph API, the idempotency store and reply ledger against moto's DynamoDB, visibility changes
-against moto's SQS."""
+Graph API, visibility changes and dead letters against moto's SQS (the ledger has its own
+contract tests: test_ledger_contract.py)."""
 
 from __future__ import annotations
 
 import socket
-import threading
-import time
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
 import urllib3
 
 from functions.adapters.aws import client as aws_client
+from functions.adapters.dead_letters import SqsDeadLetters
 from functions.adapters.graph_client import (
     DeadlineBoundGraph,
     GraphClient,
     parse_retry_after,
     shared_pool,
 )
-from functions.adapters.idempotency import (
-    EXPIRES_AFTER_SECONDS,
-    DynamoDbReplyLedger,
-    PowertoolsOncePerMessage,
-    register_lambda_context,
-)
 from functions.adapters.sqs_visibility import SqsVisibility
 from functions.domain.consumer.ports import (
-    AlreadyInProgress,
+    DeadLetter,
+    DeadLetterFailed,
     GraphApiError,
-    StoreUnavailable,
     VisibilityChange,
 )
 from functions.domain.whatsapp.credentials import WhatsAppCredentials
 from functions.domain.whatsapp.outbound import Text, mark_read_body, send_body
 from local_pipeline.fake_graph import FakeGraphApi, hang, http_error, meta_error, reset_connection
-from tests.conftest import ACCESS_TOKEN, FifoQueues, boto_client
+from tests.conftest import ACCESS_TOKEN, FifoQueues
 from tests.fakes import FakeCredentials
-from tests.integration.consumer.conftest import GRAPH_VERSION, Inbox, context
+from tests.integration.consumer.conftest import GRAPH_VERSION, Inbox
 
 pytestmark = pytest.mark.integration
 
@@ -239,93 +231,6 @@ def test_retry_after_accepts_seconds_and_http_dates() -> None:
     assert parse_retry_after(None) is None
 
 
-# --- idempotency and the reply ledger -----------------------------------------------------------
-
-
-def test_once_runs_work_once_then_replays(idempotency_table: str, aws: str) -> None:
-    register_lambda_context(context())
-    once = PowertoolsOncePerMessage(aws_client("dynamodb"), idempotency_table)
-    runs: list[int] = []
-
-    def work() -> Mapping[str, Any]:
-        runs.append(1)
-        return {"result": "replied"}
-
-    first = once.run("wamid.A=", work)
-    second = once.run("wamid.A=", work)
-
-    assert (first.replayed, second.replayed) == (False, True)
-    assert second.value == {"result": "replied"}
-    assert runs == [1]
-    items = boto_client("dynamodb", aws).scan(TableName=idempotency_table)["Items"]
-    expiration = int(items[0]["expiration"]["N"])
-    assert expiration - int(time.time()) >= 7 * 24 * 3600
-
-
-def test_a_failed_work_leaves_no_record(idempotency_table: str) -> None:
-    register_lambda_context(context())
-    once = PowertoolsOncePerMessage(aws_client("dynamodb"), idempotency_table)
-
-    def fail() -> Mapping[str, Any]:
-        raise LookupError("retry me")
-
-    with pytest.raises(LookupError):
-        once.run("wamid.B=", fail)
-
-    assert once.run("wamid.B=", lambda: {"ok": True}).replayed is False
-
-
-def test_a_concurrent_duplicate_is_in_progress(idempotency_table: str) -> None:
-    register_lambda_context(context())
-    once = PowertoolsOncePerMessage(aws_client("dynamodb"), idempotency_table)
-    started, release = threading.Event(), threading.Event()
-
-    def slow() -> Mapping[str, Any]:
-        started.set()
-        release.wait(5)
-        return {"result": "replied"}
-
-    worker = threading.Thread(target=once.run, args=("wamid.C=", slow))
-    worker.start()
-    try:
-        assert started.wait(5)
-        with pytest.raises(AlreadyInProgress):
-            once.run("wamid.C=", lambda: {"result": "second"})
-    finally:
-        release.set()
-        worker.join(5)
-
-
-def test_a_missing_table_is_store_unavailable(aws: str) -> None:
-    register_lambda_context(context())
-
-    with pytest.raises(StoreUnavailable):
-        PowertoolsOncePerMessage(aws_client("dynamodb"), "no-such-table").run(
-            "wamid.D=", lambda: {}
-        )
-    with pytest.raises(StoreUnavailable):
-        DynamoDbReplyLedger(aws_client("dynamodb"), "no-such-table").claim("wamid.D=")
-    with pytest.raises(StoreUnavailable):
-        DynamoDbReplyLedger(aws_client("dynamodb"), "no-such-table").release("wamid.D=")
-
-
-def test_ledger_claims_once_until_released_and_ignores_expired_claims(
-    idempotency_table: str,
-) -> None:
-    ledger = DynamoDbReplyLedger(aws_client("dynamodb"), idempotency_table)
-
-    assert ledger.claim("wamid.E=") is True
-    assert ledger.claim("wamid.E=") is False
-    ledger.release("wamid.E=")
-    assert ledger.claim("wamid.E=") is True
-    later = DynamoDbReplyLedger(
-        aws_client("dynamodb"),
-        idempotency_table,
-        clock=lambda: time.time() + EXPIRES_AFTER_SECONDS + 60,
-    )
-    assert later.claim("wamid.E=") is True
-
-
 # --- visibility -----------------------------------------------------------------------------------
 
 
@@ -365,3 +270,44 @@ def test_refused_visibility_changes_are_reported(inbox: Inbox, fifo_queues: Fifo
 
     assert "m-arn" in failed
     assert records[0]["messageId"] not in failed
+
+
+# --- dead letters ---------------------------------------------------------------------------------
+
+
+def test_a_dead_letter_carries_its_reason_as_attributes(fifo_queues: FifoQueues) -> None:
+    letters = SqsDeadLetters(aws_client("sqs"), fifo_queues.dlq_url)
+    letter = DeadLetter(
+        reason="attempts_exhausted",
+        error_code="131000",
+        error_class="transient",
+        attempts=8,
+        last_attempt_at=1_795_597_200.0,
+        wamid="wamid.DEAD=",
+    )
+
+    letters.send('{"schemaVersion": 1}', "conversation-7", letter)
+    letters.send('{"schemaVersion": 1}', "conversation-7", letter)  # a retry after a crash
+
+    [message] = fifo_queues.drain(fifo_queues.dlq_url)
+    assert message["Body"] == '{"schemaVersion": 1}'
+    assert message["Attributes"]["MessageGroupId"] == "conversation-7"
+    attributes = {
+        name: value["StringValue"] for name, value in message["MessageAttributes"].items()
+    }
+    assert attributes == {
+        "DeadLetterReason": "attempts_exhausted",
+        "ErrorCode": "131000",
+        "ErrorClass": "transient",
+        "Attempts": "8",
+        "LastAttemptAt": "2026-11-25T09:00:00+00:00",
+        "Wamid": "wamid.DEAD=",
+    }
+
+
+def test_a_dead_letter_queue_that_refuses_is_a_typed_failure(aws: str) -> None:
+    letters = SqsDeadLetters(aws_client("sqs"), f"{aws}/123456789012/no-such-queue.fifo")
+    letter = DeadLetter("unreadable", "poison", "poison", 1, 1_795_597_200.0)
+
+    with pytest.raises(DeadLetterFailed):
+        letters.send("not json", "g", letter)

@@ -23,6 +23,7 @@ from functions.common.names import (
     ENV_IDEMPOTENCY_TABLE,
     ENV_QUEUE_URL,
     ENV_REPLY_RULES_PATH,
+    METRIC_DEAD_LETTERED,
     METRIC_DUPLICATE_SKIPPED,
     METRIC_END_TO_END_LATENCY,
     METRIC_GRAPH_API_ERROR,
@@ -128,19 +129,20 @@ def test_sqs_redelivery_and_metas_duplicate_webhook_get_one_reply(
 
 
 def _let_the_function_timeout_pass() -> None:
-    """Age the in-progress record a dead execution left, as the clock would after its timeout."""
+    """Age the lease a dead execution left on its message, as the clock would after its
+    timeout."""
     dynamodb = boto_client("dynamodb", os.environ["AWS_ENDPOINT_URL"])
     table = os.environ[ENV_IDEMPOTENCY_TABLE]
     stuck = [
         item
         for item in dynamodb.scan(TableName=table)["Items"]
-        if item.get("status", {}).get("S") == "INPROGRESS"
+        if item.get("status", {}).get("S") == "active"
     ]
     assert len(stuck) == 1
     dynamodb.update_item(
         TableName=table,
         Key={"id": stuck[0]["id"]},
-        UpdateExpression="SET in_progress_expiration = :past",
+        UpdateExpression="SET lease_until = :past",
         ExpressionAttributeValues={":past": {"N": "1"}},
     )
 
@@ -209,8 +211,8 @@ ERROR_CASES = [
     ErrorCase(meta_error(131056), "131056", "pair_rate_limit", True),
     ErrorCase(meta_error(131000, http_status=500), "131000", "transient", True),
     ErrorCase(meta_error(131057), "131057", "transient", True),
-    ErrorCase(http_error(503), "http_503", "transient", True),
-    ErrorCase(reset_connection(), "network", "transient", True),
+    ErrorCase(http_error(503), "http_503", "outage", True),
+    ErrorCase(reset_connection(), "network", "outage", True),
     ErrorCase(meta_error(190, http_status=401), "190", "auth_config", True),
     ErrorCase(meta_error(131005, http_status=403), "131005", "auth_config", True),
     ErrorCase(meta_error(131048), "131048", "quality_policy", True),
@@ -309,7 +311,7 @@ def test_a_failed_read_receipt_does_not_stop_the_reply(
 def test_a_mixed_batch_fails_only_what_must_fail(
     consumer_env: FakeGraphApi, inbox: Inbox, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # conversation A: a poison head fails alone; the good record behind it is answered.
+    # conversation A: an unreadable head goes to the DLQ; the good record behind it is answered.
     inbox.put("this is not a record", group="A")
     inbox.put(body(inbound(sender="1111")), group="A")
     # conversation B: throttled, with a later record held back.
@@ -328,7 +330,10 @@ def test_a_mixed_batch_fails_only_what_must_fail(
     response = handler(event, context())
 
     failed = set(failures(response))
-    assert failed == {by_body["this is not a record"], by_body[b1], by_body[b2]}
+    assert failed == {by_body[b1], by_body[b2]}
+    [dead] = inbox.queues.drain(inbox.queues.dlq_url)
+    assert dead["Body"] == "this is not a record"
+    assert dead["MessageAttributes"]["DeadLetterReason"]["StringValue"] == "unreadable"
     sent = [r.json for r in consumer_env.sent_messages() if r.answer == "ok"]
     answered = [m["context"]["message_id"] for m in sent]
     a_good = next(r["body"] for r in event["Records"] if '"from": "1111"' in r["body"])
@@ -338,7 +343,7 @@ def test_a_mixed_batch_fails_only_what_must_fail(
         assert own == [wamid_of(i) for i in c_and_d if f'"from": "{sender}"' in i]
     metrics = emitted_metrics(capsys.readouterr().out)
     assert metric_total(metrics, METRIC_POISON_RECORD) == 1
-    assert metric_total(metrics, METRIC_RETRY_SCHEDULED, **{DIM_ERROR_CODE: "poison"}) == 1
+    assert metric_total(metrics, METRIC_DEAD_LETTERED, **{DIM_ERROR_CODE: "poison"}) == 1
     assert metric_total(metrics, METRIC_RETRY_SCHEDULED, **{DIM_ERROR_CODE: "held_back"}) == 1
     assert metric_total(metrics, METRIC_REPLY_SENT) == 5
 

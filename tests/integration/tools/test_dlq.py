@@ -11,6 +11,9 @@ from typing import Any
 
 import pytest
 
+from functions.adapters.aws import client as aws_client
+from functions.adapters.dead_letters import SqsDeadLetters
+from functions.domain.consumer.ports import DeadLetter
 from infra.constants import OUTPUT_CONSUMER_LOG_GROUP, OUTPUT_DLQ_URL, OUTPUT_QUEUE_URL
 from tests.conftest import TEST_REGION, FifoQueues, boto_client
 from tools import dlq
@@ -88,6 +91,39 @@ def test_inspect_shows_masked_facts_and_leaves_every_message_in_place(
     assert "Sheena" not in text
     # and nothing was deleted: all three are visible again right away
     assert len(fifo_queues.drain(fifo_queues.dlq_url)) == 3
+
+
+def test_inspect_says_why_the_consumer_dead_lettered_each_message(
+    fifo_queues: FifoQueues,
+) -> None:
+    # Given a record the consumer dead-lettered itself, and one SQS's backstop moved
+    letters = SqsDeadLetters(aws_client("sqs"), fifo_queues.dlq_url)
+    letters.send(
+        record_body("wamid.OWN"),
+        "a",
+        DeadLetter("attempts_exhausted", "131056", "pair_rate_limit", 8, 1_795_597_200.0),
+    )
+    dead_letter(fifo_queues, record_body("wamid.SQS"), group="b")
+
+    # When the operator inspects the DLQ
+    entries = dlq.inspect_dlq(fifo_queues.sqs, fifo_queues.dlq_url)
+    out = io.StringIO()
+    dlq.render_entries(entries, out)
+
+    # Then the consumer's reason is shown without any log query, and the backstop is named
+    by_wamid = {e.wamid: e for e in entries}
+    own = by_wamid["wamid.OWN"]
+    assert (own.reason, own.error_code, own.error_class, own.attempts) == (
+        "attempts_exhausted",
+        "131056",
+        "pair_rate_limit",
+        8,
+    )
+    assert own.last_attempt_at == "2026-11-25T09:00:00+00:00"
+    assert by_wamid["wamid.SQS"].reason is None
+    text = out.getvalue()
+    assert "why: attempts_exhausted  error_code=131056  class=pair_rate_limit  attempts=8" in text
+    assert "no reason recorded: SQS moved it after maxReceiveCount receives" in text
 
 
 def test_inspect_of_an_empty_queue_says_so(fifo_queues: FifoQueues) -> None:

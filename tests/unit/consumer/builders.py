@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -12,9 +14,16 @@ from typing import Any
 
 from functions.domain.consumer.consume import Consumer, InboxRecord
 from functions.domain.consumer.ports import (
-    AlreadyInProgress,
+    BeginResult,
+    Begun,
+    DeadLetter,
+    DeadLetterFailed,
+    FailedAttempt,
+    Finished,
     GraphApiError,
-    OnceResult,
+    MessageHistory,
+    MessageStatus,
+    SentReply,
     StoreUnavailable,
     VisibilityChange,
 )
@@ -78,7 +87,9 @@ def inbound(
     return {
         "from": sender,
         "id": wamid or new_wamid(),
-        "timestamp": "1764061200",
+        # Sent a moment ago by the real clock: inside the 24-hour window for the handler (real
+        # clock) and for the use case (clock stopped at NOW, before it).
+        "timestamp": str(int(time.time()) - 1),
         "type": message_type,
         message_type: body,
     }
@@ -120,6 +131,7 @@ def record(
     group: str = "g1",
     receive_count: int = 1,
     message_id: str | None = None,
+    enqueued_at: float | None = None,
 ) -> InboxRecord:
     return InboxRecord(
         message_id=message_id or f"msg-{next(_ids)}",
@@ -128,6 +140,7 @@ def record(
         receive_count=receive_count,
         receipt_handle=f"rh-{uuid.uuid4().hex[:8]}",
         event_source_arn="arn:aws:sqs:eu-west-1:123456789012:inbound.fifo",
+        enqueued_at=enqueued_at,
     )
 
 
@@ -177,49 +190,133 @@ class ScriptedGraph:
 
 
 @dataclass
-class MemoryOnce:
-    """`OncePerMessage` in memory, with Powertools' semantics (exception -> no record)."""
+class _Item:
+    status: MessageStatus = MessageStatus.ACTIVE
+    lease_until: float = 0.0
+    attempts: int = 0
+    claims: set[int] = field(default_factory=set)
+    sent: dict[int, str] = field(default_factory=dict)
+    outcome: str | None = None
+    error_code: str | None = None
+    dead_lettered_at: float | None = None
 
-    done: dict[str, Mapping[str, Any]] = field(default_factory=dict)
-    in_progress: set[str] = field(default_factory=set)
-    unavailable: bool = False
-
-    def run(self, key: str, work: Callable[[], Mapping[str, Any]]) -> OnceResult:
-        if self.unavailable:
-            raise StoreUnavailable("store down")
-        if key in self.done:
-            return OnceResult(self.done[key], replayed=True)
-        if key in self.in_progress:
-            raise AlreadyInProgress(key)
-        self.in_progress.add(key)
-        try:
-            value = work()
-        finally:
-            self.in_progress.discard(key)
-        self.done[key] = value
-        return OnceResult(value, replayed=False)
+    def history(self) -> MessageHistory:
+        return MessageHistory(
+            status=self.status,
+            attempts=self.attempts,
+            sent=dict(self.sent),
+            claimed=frozenset(self.claims - set(self.sent)),
+            outcome=self.outcome,
+            dead_lettered_at=self.dead_lettered_at,
+        )
 
 
 @dataclass
 class MemoryLedger:
-    claims: set[str] = field(default_factory=set)
-    released: list[str] = field(default_factory=list)
-    fail_release: bool = False
-    fail_claim: bool = False
+    """`Ledger` in memory, with the DynamoDB adapter's semantics (the same contract tests run
+    against both: tests/integration/consumer/test_ledger_contract.py)."""
 
-    def claim(self, wamid: str) -> bool:
-        if self.fail_claim:
-            raise StoreUnavailable("ledger down")
-        if wamid in self.claims:
-            return False
-        self.claims.add(wamid)
-        return True
+    items: dict[str, _Item] = field(default_factory=dict)
+    replies: dict[str, SentReply] = field(default_factory=dict)
+    down: set[str] = field(default_factory=set)  # methods that raise StoreUnavailable
+    calls: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def release(self, wamid: str) -> None:
-        if self.fail_release:
-            raise StoreUnavailable("ledger down")
-        self.claims.discard(wamid)
-        self.released.append(wamid)
+    def begin(
+        self,
+        wamid: str,
+        *,
+        now: float,
+        lease_until: float,
+        claim_slot: int | None,
+        enqueued_at: float | None,
+    ) -> Begun:
+        with self._lock:
+            self._enter("begin")
+            item = self.items.get(wamid)
+            old = item.history() if item else MessageHistory()
+            free = item is None or (item.status is MessageStatus.ACTIVE and item.lease_until < now)
+            redrive = (
+                item is not None
+                and item.status is MessageStatus.DEAD_LETTERED
+                and enqueued_at is not None
+                and (item.dead_lettered_at or 0) < enqueued_at
+            )
+            if not (free or redrive):
+                assert item is not None
+                if item.status is MessageStatus.DONE:
+                    return Begun(BeginResult.ALREADY_DONE, old)
+                if item.status is MessageStatus.DEAD_LETTERED:
+                    return Begun(BeginResult.ALREADY_DEAD_LETTERED, old)
+                return Begun(BeginResult.BUSY, old)
+            item = self.items.setdefault(wamid, _Item())
+            item.status = MessageStatus.ACTIVE
+            item.lease_until = lease_until
+            if claim_slot is not None:
+                item.claims.add(claim_slot)
+            return Begun(BeginResult.STARTED, old)
+
+    def claim(self, wamid: str, slot: int, *, now: float) -> None:
+        with self._lock:
+            self._enter("claim")
+            self.items.setdefault(wamid, _Item()).claims.add(slot)
+
+    def record_sent(
+        self, reply: SentReply, *, claim_next: int | None, finished: Finished | None
+    ) -> None:
+        with self._lock:
+            self._enter("record_sent")
+            item = self.items.setdefault(reply.inbound_wamid, _Item())
+            item.sent[reply.slot] = reply.reply_wamid
+            if claim_next is not None:
+                item.claims.add(claim_next)
+            if finished is not None:
+                item.status, item.outcome, item.lease_until = (
+                    MessageStatus.DONE,
+                    finished.outcome,
+                    0.0,
+                )
+            if reply.reply_wamid:
+                self.replies[reply.reply_wamid] = reply
+
+    def finish(self, wamid: str, finished: Finished, *, release_slot: int | None) -> None:
+        with self._lock:
+            self._enter("finish")
+            item = self.items.setdefault(wamid, _Item())
+            item.status, item.outcome, item.lease_until = MessageStatus.DONE, finished.outcome, 0.0
+            item.error_code = finished.error_code or item.error_code
+            if release_slot is not None:
+                item.claims.discard(release_slot)
+
+    def record_failure(self, wamid: str, failure: FailedAttempt) -> None:
+        with self._lock:
+            self._enter("record_failure")
+            item = self.items.setdefault(wamid, _Item())
+            item.attempts = failure.attempts
+            item.error_code = failure.error_code
+            item.lease_until = 0.0
+            if failure.release_slot is not None:
+                item.claims.discard(failure.release_slot)
+            if failure.dead_lettered:
+                item.status, item.dead_lettered_at = MessageStatus.DEAD_LETTERED, failure.at
+            else:
+                item.status = MessageStatus.ACTIVE
+
+    def _enter(self, method: str) -> None:
+        self.calls.append(method)
+        if method in self.down:
+            raise StoreUnavailable("store down")
+
+
+@dataclass
+class MemoryDeadLetters:
+    letters: list[tuple[str, str, DeadLetter]] = field(default_factory=list)
+    refuse: bool = False
+
+    def send(self, body: str, group_id: str, letter: DeadLetter) -> None:
+        if self.refuse:
+            raise DeadLetterFailed("dead-letter queue: unavailable")
+        self.letters.append((body, group_id, letter))
 
 
 @dataclass
@@ -238,23 +335,26 @@ class RecordingVisibility:
 def consumer(
     graph: ScriptedGraph | None = None,
     *,
-    once: MemoryOnce | None = None,
     ledger: MemoryLedger | None = None,
+    dead_letters: MemoryDeadLetters | None = None,
     visibility: RecordingVisibility | None = None,
     reply_rules: ReplyRules | None = None,
     remaining_seconds: Callable[[], float] = lambda: 30.0,
     random_unit: Callable[[], float] = lambda: 0.5,
     max_workers: int = 10,
+    max_attempts: int = 8,
+    clock: Callable[[], datetime] = lambda: NOW,
 ) -> Consumer:
     return Consumer(
         graph=graph or ScriptedGraph(),
-        once=once or MemoryOnce(),
-        ledger=ledger or MemoryLedger(),
+        ledger=ledger if ledger is not None else MemoryLedger(),
+        dead_letters=dead_letters if dead_letters is not None else MemoryDeadLetters(),
         visibility=visibility or RecordingVisibility(),
         rules=reply_rules or rules(),
-        clock=lambda: NOW,
+        clock=clock,
         remaining_seconds=remaining_seconds,
         random_unit=random_unit,
         max_workers=max_workers,
         min_seconds_to_start=5.0,
+        max_attempts=max_attempts,
     )

@@ -79,11 +79,11 @@ def test_fifo_per_conversation_and_independence_across(batch: list[tuple[int, st
                 "ok": Result.REPLIED,
                 "throttled": Result.RETRY,
                 "undeliverable": Result.PERMANENT,
-                "poison": Result.POISON,
+                "poison": Result.DEAD_LETTERED,
             }[fate]
             assert outcome.result is expected
             assert (rec.message_id in failed_ids) == expected.failed
-            # An unreadable record fails alone: it never holds back its conversation.
-            blocked = expected.failed and expected is not Result.POISON
+            # An unreadable record goes to the DLQ: it never holds back its conversation.
+            blocked = expected.failed
     changed = {change.message_id for change in visibility.changes}
     assert changed == failed_ids

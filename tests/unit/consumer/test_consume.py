@@ -14,15 +14,16 @@ from functions.common.names import (
     ERROR_CLASS_RATE_LIMIT,
 )
 from functions.domain.consumer.consume import Result, consume_batch
-from functions.domain.consumer.ports import GraphApiError
+from functions.domain.consumer.ports import GraphApiError, MessageStatus
 from tests.unit.consumer.builders import (
     BUSINESS_NUMBER_ID,
     NOW,
     SENDER,
+    MemoryDeadLetters,
     MemoryLedger,
-    MemoryOnce,
     RecordingVisibility,
     ScriptedGraph,
+    _Item,
     consumer,
     inbound,
     queued_body,
@@ -91,17 +92,21 @@ def test_no_reply_still_marks_read_without_typing() -> None:
 def test_permanent_error_is_recorded_and_not_retried() -> None:
     graph = ScriptedGraph(sends=[meta(131026)])
     ledger = MemoryLedger()
-    once = MemoryOnce()
     item = record()
 
-    result = consume_batch([item], consumer(graph, ledger=ledger, once=once))
+    result = consume_batch([item], consumer(graph, ledger=ledger))
 
     outcome = result.outcomes[0]
     assert outcome.result is Result.PERMANENT
     assert outcome.permanent_code == "131026"
     assert result.batch_item_failures() == []
-    assert ledger.released == [wamid_of(item.body)]
-    assert once.done[wamid_of(item.body)]["result"] == "permanent_failure"
+    stored = ledger.items[wamid_of(item.body)]
+    assert (stored.status, stored.outcome, stored.error_code) == (
+        MessageStatus.DONE,
+        "permanent_failure",
+        "131026",
+    )
+    assert stored.claims == set()
 
 
 @pytest.mark.parametrize(
@@ -118,19 +123,20 @@ def test_retry_and_keep_raise_visibility_and_report_failure(
     graph = ScriptedGraph(sends=[meta(code)])
     visibility = RecordingVisibility()
     ledger = MemoryLedger()
-    once = MemoryOnce()
     item = record(receive_count=2)
 
-    result = consume_batch([item], consumer(graph, visibility=visibility, ledger=ledger, once=once))
+    result = consume_batch([item], consumer(graph, visibility=visibility, ledger=ledger))
 
     outcome = result.outcomes[0]
     assert outcome.result is Result.RETRY
     assert outcome.retry_class == error_class
+    assert outcome.attempts == 1
     assert result.batch_item_failures() == [{"itemIdentifier": item.message_id}]
     assert min_delay <= visibility.timeouts()[item.message_id] <= max_delay
     assert visibility.changes[0].receipt_handle == item.receipt_handle
-    assert ledger.claims == set()  # the retry may send
-    assert once.done == {}  # and is not taken for a duplicate
+    stored = ledger.items[wamid_of(item.body)]
+    assert stored.claims == set()  # the retry may send
+    assert (stored.status, stored.attempts, stored.lease_until) == (MessageStatus.ACTIVE, 1, 0)
 
 
 def test_retry_after_and_pair_rate_limit_floor() -> None:
@@ -185,11 +191,11 @@ def test_a_failed_fallback_is_classified_by_its_own_error(
 
 def test_an_answered_wamid_is_a_duplicate_and_sends_nothing() -> None:
     graph = ScriptedGraph()
-    once = MemoryOnce()
+    ledger = MemoryLedger()
     body = queued_body()
 
-    consume_batch([record(body)], consumer(graph, once=once))
-    again = consume_batch([record(body)], consumer(graph, once=once))
+    consume_batch([record(body)], consumer(graph, ledger=ledger))
+    again = consume_batch([record(body)], consumer(graph, ledger=ledger))
 
     assert again.outcomes[0].result is Result.DUPLICATE
     assert again.batch_item_failures() == []
@@ -199,10 +205,11 @@ def test_an_answered_wamid_is_a_duplicate_and_sends_nothing() -> None:
 def test_a_wamid_in_progress_elsewhere_is_retried_shortly_not_sent() -> None:
     graph = ScriptedGraph()
     body = queued_body()
-    once = MemoryOnce(in_progress={wamid_of(body)})
+    held = _Item(lease_until=NOW.timestamp() + 20)  # another execution's live lease
+    ledger = MemoryLedger(items={wamid_of(body): held})
     visibility = RecordingVisibility()
 
-    result = consume_batch([record(body)], consumer(graph, once=once, visibility=visibility))
+    result = consume_batch([record(body)], consumer(graph, ledger=ledger, visibility=visibility))
 
     assert result.outcomes[0].result is Result.RETRY
     assert result.outcomes[0].retry_code == "in_progress"
@@ -213,28 +220,38 @@ def test_a_wamid_in_progress_elsewhere_is_retried_shortly_not_sent() -> None:
 def test_a_claimed_reply_is_not_sent_again_after_a_crash() -> None:
     graph = ScriptedGraph()
     body = queued_body()
-    ledger = MemoryLedger(claims={wamid_of(body)})  # what a process that died mid-send leaves
+    # What a process that died mid-send leaves: slot 0 claimed, never recorded, lease over.
+    ledger = MemoryLedger(items={wamid_of(body): _Item(claims={0})})
 
     result = consume_batch([record(body)], consumer(graph, ledger=ledger))
 
     assert result.outcomes[0].result is Result.UNCERTAIN
     assert result.batch_item_failures() == []
     assert graph.sent() == []
+    assert ledger.items[wamid_of(body)].status is MessageStatus.DONE
 
 
 def test_store_trouble_is_a_retry_and_a_failed_release_is_reported() -> None:
     untouched = ScriptedGraph()
     refused = ScriptedGraph(sends=[meta(2)])
+    accepted = ScriptedGraph()
 
-    down = consume_batch([record()], consumer(untouched, once=MemoryOnce(unavailable=True)))
-    stuck = consume_batch([record()], consumer(refused, ledger=MemoryLedger(fail_release=True)))
-    no_claim = consume_batch([record()], consumer(ledger=MemoryLedger(fail_claim=True)))
+    down = consume_batch([record()], consumer(untouched, ledger=MemoryLedger(down={"begin"})))
+    stuck_ledger = MemoryLedger(down={"record_failure"})
+    stuck = consume_batch([record()], consumer(refused, ledger=stuck_ledger))
+    unrecorded = consume_batch(
+        [record()], consumer(accepted, ledger=MemoryLedger(down={"record_sent"}))
+    )
 
     assert down.outcomes[0].retry_code == "store_unavailable"
+    assert down.outcomes[0].attempts is None  # not one of the message's own attempts
     assert untouched.calls == []
     assert stuck.outcomes[0].result is Result.RETRY
-    assert stuck.outcomes[0].claim_release_failed
-    assert no_claim.outcomes[0].retry_code == "store_unavailable"
+    assert stuck.outcomes[0].store_write_failed
+    # Meta accepted the reply but the ledger could not record it: done, never retried.
+    assert unrecorded.outcomes[0].result is Result.REPLIED
+    assert unrecorded.outcomes[0].store_write_failed
+    assert unrecorded.batch_item_failures() == []
 
 
 def test_failure_holds_back_its_conversation_only() -> None:
@@ -278,30 +295,45 @@ def test_records_of_one_conversation_are_answered_in_order() -> None:
     assert [b["context"]["message_id"] for b in graph.sent()] == [wamid_of(i.body) for i in items]
 
 
-def test_a_poison_record_does_not_fail_its_neighbours() -> None:
+def test_an_unreadable_record_is_dead_lettered_at_once_with_its_reason() -> None:
     graph = ScriptedGraph()
-    visibility = RecordingVisibility()
+    dead_letters = MemoryDeadLetters()
     poison = record("not json", group="p")
     wrong_version = record('{"schemaVersion": 99}', group="q")
     fine = record(group="f")
 
-    result = consume_batch([poison, wrong_version, fine], consumer(graph, visibility=visibility))
+    result = consume_batch(
+        [poison, wrong_version, fine], consumer(graph, dead_letters=dead_letters)
+    )
 
-    assert [o.result for o in result.outcomes] == [Result.POISON, Result.POISON, Result.REPLIED]
+    assert [o.result for o in result.outcomes] == [
+        Result.DEAD_LETTERED,
+        Result.DEAD_LETTERED,
+        Result.REPLIED,
+    ]
     assert "not JSON" in result.outcomes[0].reason
     assert "schemaVersion" in result.outcomes[1].reason
-    assert 5 <= visibility.timeouts()[poison.message_id] <= 60
+    assert result.batch_item_failures() == []
+    assert [(body, group, letter.reason) for body, group, letter in dead_letters.letters] == [
+        ("not json", "p", "unreadable"),
+        ('{"schemaVersion": 99}', "q", "unreadable"),
+    ]
 
 
-def test_a_poison_record_does_not_hold_back_its_own_conversation() -> None:
+def test_an_unreadable_record_the_dlq_refuses_is_retried_and_holds_nobody_back() -> None:
     graph = ScriptedGraph()
+    visibility = RecordingVisibility()
     poison = record("not json", group="same")
     after = record(group="same")
 
-    result = consume_batch([poison, after], consumer(graph))
+    result = consume_batch(
+        [poison, after],
+        consumer(graph, visibility=visibility, dead_letters=MemoryDeadLetters(refuse=True)),
+    )
 
-    assert [o.result for o in result.outcomes] == [Result.POISON, Result.REPLIED]
+    assert [o.result for o in result.outcomes] == [Result.RETRY, Result.REPLIED]
     assert result.batch_item_failures() == [{"itemIdentifier": poison.message_id}]
+    assert 5 <= visibility.timeouts()[poison.message_id] <= 60
 
 
 def test_a_bug_fails_its_record_only_and_keeps_the_exception() -> None:

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from functions.common.names import (
     ERROR_CLASS_AUTH_CONFIG,
     ERROR_CLASS_BAD_REQUEST,
+    ERROR_CLASS_OUTAGE,
     ERROR_CLASS_PAIR_RATE_LIMIT,
     ERROR_CLASS_QUALITY_POLICY,
     ERROR_CLASS_RATE_LIMIT,
@@ -65,10 +66,10 @@ def test_every_reference_code_has_its_class_and_action(code: int, error_class: s
 @pytest.mark.parametrize(
     ("code", "error_class"),
     [
-        ("timeout", ERROR_CLASS_TRANSIENT),
-        ("network", ERROR_CLASS_TRANSIENT),
-        ("http_500", ERROR_CLASS_TRANSIENT),
-        ("http_503", ERROR_CLASS_TRANSIENT),
+        ("timeout", ERROR_CLASS_OUTAGE),
+        ("network", ERROR_CLASS_OUTAGE),
+        ("http_500", ERROR_CLASS_OUTAGE),
+        ("http_503", ERROR_CLASS_OUTAGE),
         ("http_429", ERROR_CLASS_RATE_LIMIT),
         ("http_404", ERROR_CLASS_UNKNOWN),
         ("987654", ERROR_CLASS_UNKNOWN),
@@ -77,6 +78,14 @@ def test_every_reference_code_has_its_class_and_action(code: int, error_class: s
 )
 def test_failures_without_a_meta_code(code: str, error_class: str) -> None:
     assert classify(code).name == error_class
+
+
+def test_a_messages_own_attempts_outlast_a_25_minute_outage() -> None:
+    # The least patient schedule jitter can draw: every delay at half its exponential value.
+    outage = classify("http_503").backoff
+    assert outage is not None
+    waits = [delay_seconds(outage, attempt, random_unit=lambda: 0.0) for attempt in range(1, 10)]
+    assert sum(waits) >= 25 * 60  # 9 waits between a message's 10 attempts
 
 
 def test_is_transient_makes_an_unknown_code_transient_but_never_overrides_the_table() -> None:

@@ -1,0 +1,281 @@
+"""The consumer's ledger on DynamoDB: one item per inbound wamid, one per reply, in the table
+named by `IDEMPOTENCY_TABLE` (partition key `id`, TTL attribute `expiration`).
+
+`msg#<wamid>` holds the message's state, the lease of the attempt working on it, its own failed
+attempts, and a claim (`claim_<slot>`) and a record (`sent_<slot>`) per reply slot. `reply#<reply
+wamid>` remembers what was sent, to whom and in answer to what, so its statuses can be followed.
+
+An answered message costs two writes: `begin` (a conditional UpdateItem that also claims the
+first slot) and `record_sent` (one TransactWriteItems that records the send and puts the reply).
+Why not Powertools Idempotency: docs/decisions.md.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from functions.domain.consumer.ports import (
+    BeginResult,
+    Begun,
+    FailedAttempt,
+    Finished,
+    MessageHistory,
+    MessageStatus,
+    SentReply,
+    StoreUnavailable,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
+KEY_ATTRIBUTE: Final = "id"
+EXPIRY_ATTRIBUTE: Final = "expiration"
+MESSAGE_PREFIX: Final = "msg#"
+REPLY_PREFIX: Final = "reply#"
+# Longer than Meta's 7 days of webhook redelivery: a late duplicate is still recognised.
+MESSAGE_TTL_SECONDS: Final = 8 * 24 * 3600
+# A reply's statuses can come until Meta gives up delivering it (30 days), plus redeliveries.
+REPLY_TTL_SECONDS: Final = 38 * 24 * 3600
+NOT_REPORTED: Final = "-"  # Meta accepted a send without returning its wamid
+
+_STATUS_VALUES: Final = {
+    MessageStatus.ACTIVE: "active",
+    MessageStatus.DONE: "done",
+    MessageStatus.DEAD_LETTERED: "dead_lettered",
+}
+_STATUSES_BY_VALUE: Final = {value: status for status, value in _STATUS_VALUES.items()}
+_NAMES: Final = {"#id": KEY_ATTRIBUTE, "#status": "status", "#exp": EXPIRY_ATTRIBUTE}
+
+
+class DynamoDbLedger:
+    """`Ledger` over one DynamoDB table."""
+
+    def __init__(self, dynamodb_client: DynamoDBClient, table_name: str) -> None:
+        self._client = dynamodb_client
+        self._table = table_name
+
+    def begin(
+        self,
+        wamid: str,
+        *,
+        now: float,
+        lease_until: float,
+        claim_slot: int | None,
+        enqueued_at: float | None,
+    ) -> Begun:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        update = (
+            "SET #status = :active, lease_until = :lease, #exp = :exp, "
+            "first_seen_at = if_not_exists(first_seen_at, :now)"
+        )
+        if claim_slot is not None:
+            update += f", claim_{claim_slot} = :now"
+        # Free, or abandoned by an attempt whose lease ran out, or dead-lettered before this
+        # copy was enqueued (a redrive: SQS gives a redriven message a new enqueue time).
+        condition = "attribute_not_exists(#id) OR (#status = :active AND lease_until < :now)"
+        values: dict[str, AttributeValueTypeDef] = {
+            ":active": {"S": _STATUS_VALUES[MessageStatus.ACTIVE]},
+            ":lease": _number(lease_until),
+            ":exp": _number(int(now) + MESSAGE_TTL_SECONDS),
+            ":now": _number(now),
+        }
+        if enqueued_at is not None:
+            condition += " OR (#status = :dead AND dead_lettered_at < :enqueued)"
+            values[":dead"] = {"S": _STATUS_VALUES[MessageStatus.DEAD_LETTERED]}
+            values[":enqueued"] = _number(enqueued_at)
+        try:
+            answer = self._client.update_item(
+                TableName=self._table,
+                Key=_key(MESSAGE_PREFIX + wamid),
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=_NAMES,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if _error_code(error) != "ConditionalCheckFailedException":
+                raise StoreUnavailable(f"ledger: {_error_code(error)}") from None
+            old_item: Any = error.response.get("Item") or {}  # ReturnValuesOnConditionCheckFailure
+            history = _history(old_item)
+            return Begun(_refusal(history), history)
+        except BotoCoreError as error:
+            raise StoreUnavailable(f"ledger: {type(error).__name__}") from None
+        return Begun(BeginResult.STARTED, _history(answer.get("Attributes") or {}))
+
+    def claim(self, wamid: str, slot: int, *, now: float) -> None:
+        self._update(wamid, f"SET claim_{slot} = :now", {":now": _number(now)})
+
+    def record_sent(
+        self, reply: SentReply, *, claim_next: int | None, finished: Finished | None
+    ) -> None:
+        update = f"SET sent_{reply.slot} = :reply"
+        values: dict[str, AttributeValueTypeDef] = {
+            ":reply": {"S": reply.reply_wamid or NOT_REPORTED}
+        }
+        if claim_next is not None:
+            update += f", claim_{claim_next} = :now"
+            values[":now"] = _number(reply.sent_at)
+        if finished is not None:
+            update += ", #status = :done, outcome = :outcome, lease_until = :zero"
+            values |= {
+                ":done": {"S": _STATUS_VALUES[MessageStatus.DONE]},
+                ":outcome": {"S": finished.outcome},
+                ":zero": _number(0),
+            }
+        message_update: Any = {
+            "TableName": self._table,
+            "Key": _key(MESSAGE_PREFIX + reply.inbound_wamid),
+            "UpdateExpression": update,
+            "ExpressionAttributeValues": values,
+        }
+        if finished is not None:
+            message_update["ExpressionAttributeNames"] = {"#status": "status"}
+        if not reply.reply_wamid:
+            # Nothing to follow statuses by: record the send alone.
+            self._call(lambda: self._client.update_item(**message_update))
+            return
+        self._call(
+            lambda: self._client.transact_write_items(
+                TransactItems=[
+                    {"Update": message_update},
+                    {"Put": {"TableName": self._table, "Item": _reply_item(reply)}},
+                ]
+            )
+        )
+
+    def finish(self, wamid: str, finished: Finished, *, release_slot: int | None) -> None:
+        update = "SET #status = :done, outcome = :outcome, lease_until = :zero"
+        values: dict[str, AttributeValueTypeDef] = {
+            ":done": {"S": _STATUS_VALUES[MessageStatus.DONE]},
+            ":outcome": {"S": finished.outcome},
+            ":zero": _number(0),
+        }
+        if finished.error_code is not None:
+            update += ", error_code = :code"
+            values[":code"] = {"S": finished.error_code}
+        if release_slot is not None:
+            update += f" REMOVE claim_{release_slot}"
+        self._update(wamid, update, values, names={"#status": "status"})
+
+    def record_failure(self, wamid: str, failure: FailedAttempt) -> None:
+        status = MessageStatus.DEAD_LETTERED if failure.dead_lettered else MessageStatus.ACTIVE
+        update = (
+            "SET attempts = :attempts, error_code = :code, error_class = :class, "
+            "last_attempt_at = :at, lease_until = :zero, #status = :status"
+        )
+        values: dict[str, AttributeValueTypeDef] = {
+            ":attempts": _number(failure.attempts),
+            ":code": {"S": failure.error_code},
+            ":class": {"S": failure.error_class},
+            ":at": _number(failure.at),
+            ":zero": _number(0),
+            ":status": {"S": _STATUS_VALUES[status]},
+        }
+        if failure.dead_lettered:
+            update += ", dead_lettered_at = :at"
+        if failure.release_slot is not None:
+            update += f" REMOVE claim_{failure.release_slot}"
+        self._update(wamid, update, values, names={"#status": "status"})
+
+    # ------------------------------------------------------------------------------------------
+
+    def _update(
+        self,
+        wamid: str,
+        update: str,
+        values: dict[str, AttributeValueTypeDef],
+        *,
+        names: dict[str, str] | None = None,
+    ) -> None:
+        request: Any = {
+            "TableName": self._table,
+            "Key": _key(MESSAGE_PREFIX + wamid),
+            "UpdateExpression": update,
+            "ExpressionAttributeValues": values,
+        }
+        if names:
+            request["ExpressionAttributeNames"] = names
+        self._call(lambda: self._client.update_item(**request))
+
+    @staticmethod
+    def _call(operation: Callable[[], object]) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            operation()
+        except ClientError as error:
+            raise StoreUnavailable(f"ledger: {_error_code(error)}") from None
+        except BotoCoreError as error:
+            raise StoreUnavailable(f"ledger: {type(error).__name__}") from None
+
+
+def _history(item: Mapping[str, Any]) -> MessageHistory:
+    if not item:
+        return MessageHistory()
+    sent: dict[int, str] = {}
+    claimed: set[int] = set()
+    for name, value in item.items():
+        prefix, _, index = name.rpartition("_")
+        if not index.isdigit():
+            continue
+        if prefix == "sent":
+            text = str(value.get("S", ""))
+            sent[int(index)] = "" if text == NOT_REPORTED else text
+        elif prefix == "claim":
+            claimed.add(int(index))
+    dead_at = item.get("dead_lettered_at", {}).get("N")
+    return MessageHistory(
+        status=_STATUSES_BY_VALUE.get(
+            str(item.get("status", {}).get("S", "")), MessageStatus.ACTIVE
+        ),
+        attempts=int(item.get("attempts", {}).get("N", "0")),
+        sent=sent,
+        claimed=frozenset(claimed - set(sent)),
+        outcome=item.get("outcome", {}).get("S"),
+        dead_lettered_at=float(dead_at) if dead_at is not None else None,
+    )
+
+
+def _refusal(history: MessageHistory) -> BeginResult:
+    if history.status is MessageStatus.DONE:
+        return BeginResult.ALREADY_DONE
+    if history.status is MessageStatus.DEAD_LETTERED:
+        return BeginResult.ALREADY_DEAD_LETTERED
+    return BeginResult.BUSY
+
+
+def _reply_item(reply: SentReply) -> dict[str, AttributeValueTypeDef]:
+    item: dict[str, AttributeValueTypeDef] = {
+        KEY_ATTRIBUTE: {"S": REPLY_PREFIX + reply.reply_wamid},
+        EXPIRY_ATTRIBUTE: _number(int(reply.sent_at) + REPLY_TTL_SECONDS),
+        "inbound_wamid": {"S": reply.inbound_wamid},
+        "slot": _number(reply.slot),
+        "kind": {"S": reply.kind},
+        "phone_number_id": {"S": reply.phone_number_id},
+        "recipient": {"M": {key: {"S": value} for key, value in reply.recipient.items()}},
+        # As JSON text: DynamoDB's number type would reject the floats a message may hold.
+        "message": {"S": json.dumps(reply.message, ensure_ascii=False, separators=(",", ":"))},
+        "decision": {"S": reply.decision},
+        "sent_at": _number(reply.sent_at),
+    }
+    if reply.inbound_at is not None:
+        item["inbound_at"] = _number(reply.inbound_at)
+    return item
+
+
+def _key(value: str) -> dict[str, AttributeValueTypeDef]:
+    return {KEY_ATTRIBUTE: {"S": value}}
+
+
+def _number(value: float) -> AttributeValueTypeDef:
+    return {"N": repr(round(value, 3)) if isinstance(value, float) else str(value)}
+
+
+def _error_code(error: Any) -> str:
+    return str(error.response.get("Error", {}).get("Code", "unknown"))

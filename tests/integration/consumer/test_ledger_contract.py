@@ -1,0 +1,209 @@
+"""The ledger's contract, run against the DynamoDB adapter (moto on loopback) and the in-memory
+fake the unit tests use: both must behave alike, or the unit tests prove nothing."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from functions.adapters.aws import dynamodb
+from functions.adapters.ledger import (
+    MESSAGE_TTL_SECONDS,
+    REPLY_TTL_SECONDS,
+    DynamoDbLedger,
+)
+from functions.domain.consumer.ports import (
+    BeginResult,
+    FailedAttempt,
+    Finished,
+    Ledger,
+    MessageStatus,
+    SentReply,
+    StoreUnavailable,
+)
+from tests.conftest import boto_client
+from tests.unit.consumer.builders import MemoryLedger
+
+pytestmark = pytest.mark.integration
+
+NOW = 1_795_597_200.0
+WAMID = "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA="
+
+
+@pytest.fixture(params=["dynamodb", "memory"])
+def ledger(request: pytest.FixtureRequest) -> Ledger:
+    if request.param == "memory":
+        return MemoryLedger()
+    table: str = request.getfixturevalue("idempotency_table")
+    return DynamoDbLedger(dynamodb(), table)
+
+
+def sent(slot: int = 0, reply: str = "wamid.OUT1=", wamid: str = WAMID) -> SentReply:
+    return SentReply(
+        reply_wamid=reply,
+        inbound_wamid=wamid,
+        slot=slot,
+        kind="reply",
+        phone_number_id="106540352242922",
+        recipient={"to": "16505551234"},
+        message={"type": "text", "text": {"body": "Hello Sheena!", "preview_url": False}},
+        decision="rule:greeting",
+        sent_at=NOW + 1,
+        inbound_at=NOW - 2,
+    )
+
+
+def begin(
+    ledger: Ledger,
+    *,
+    now: float = NOW,
+    lease: float = 30,
+    claim: int | None = 0,
+    enqueued_at: float | None = None,
+    wamid: str = WAMID,
+) -> Any:
+    return ledger.begin(
+        wamid, now=now, lease_until=now + lease, claim_slot=claim, enqueued_at=enqueued_at
+    )
+
+
+def test_a_new_message_starts_and_a_finished_one_is_a_duplicate(ledger: Ledger) -> None:
+    first = begin(ledger)
+    ledger.record_sent(sent(), claim_next=None, finished=Finished("replied"))
+    again = begin(ledger, now=NOW + 100)
+
+    assert first.result is BeginResult.STARTED
+    assert first.history.status is MessageStatus.NEW
+    assert again.result is BeginResult.ALREADY_DONE
+    assert again.history.status is MessageStatus.DONE
+    assert again.history.outcome == "replied"
+    assert again.history.sent == {0: "wamid.OUT1="}
+
+
+def test_a_live_lease_is_busy_and_an_expired_one_is_free(ledger: Ledger) -> None:
+    begin(ledger, lease=30)
+
+    assert begin(ledger, now=NOW + 10).result is BeginResult.BUSY
+    late = begin(ledger, now=NOW + 31)
+    assert late.result is BeginResult.STARTED
+    # The abandoned attempt's claim is what the next one must not send again.
+    assert late.history.claimed == {0}
+
+
+def test_a_refused_send_releases_its_slot_and_counts_the_attempt(ledger: Ledger) -> None:
+    begin(ledger)
+    ledger.record_failure(
+        WAMID,
+        FailedAttempt(
+            attempts=3,
+            error_code="131056",
+            error_class="pair_rate_limit",
+            at=NOW + 1,
+            release_slot=0,
+        ),
+    )
+
+    retry = begin(ledger, now=NOW + 2)  # the failure ended the lease
+
+    assert retry.result is BeginResult.STARTED
+    assert retry.history.attempts == 3
+    assert retry.history.claimed == frozenset()
+    assert retry.history.status is MessageStatus.ACTIVE
+
+
+def test_a_dead_letter_refuses_old_copies_and_accepts_a_redrive(ledger: Ledger) -> None:
+    begin(ledger)
+    ledger.record_failure(
+        WAMID,
+        FailedAttempt(
+            attempts=8,
+            error_code="131000",
+            error_class="transient",
+            at=NOW + 5,
+            release_slot=0,
+            dead_lettered=True,
+        ),
+    )
+
+    stale = begin(ledger, now=NOW + 6, enqueued_at=NOW - 600)
+    unknown_age = begin(ledger, now=NOW + 6, enqueued_at=None)
+    redrive = begin(ledger, now=NOW + 3600, enqueued_at=NOW + 3500)
+
+    assert stale.result is BeginResult.ALREADY_DEAD_LETTERED
+    assert unknown_age.result is BeginResult.ALREADY_DEAD_LETTERED
+    assert redrive.result is BeginResult.STARTED
+    assert redrive.history.status is MessageStatus.DEAD_LETTERED
+    assert redrive.history.dead_lettered_at == NOW + 5
+
+
+def test_several_slots_are_claimed_and_recorded_one_write_each(ledger: Ledger) -> None:
+    begin(ledger, claim=0)
+    ledger.record_sent(sent(0, "wamid.OUT1="), claim_next=1, finished=None)
+    crashed = begin(ledger, now=NOW + 60)  # the run died while sending slot 1
+
+    assert crashed.history.sent == {0: "wamid.OUT1="}
+    assert crashed.history.claimed == {1}
+    ledger.claim(WAMID, 2, now=NOW + 61)
+    ledger.record_sent(sent(2, "wamid.OUT3="), claim_next=None, finished=Finished("replied"))
+    done = begin(ledger, now=NOW + 120)
+    assert done.result is BeginResult.ALREADY_DONE
+    assert done.history.sent == {0: "wamid.OUT1=", 2: "wamid.OUT3="}
+    assert done.history.claimed == {1}
+
+
+def test_finish_records_the_outcome_and_releases_a_refused_slot(ledger: Ledger) -> None:
+    begin(ledger)
+    ledger.finish(WAMID, Finished("permanent_failure", "131026"), release_slot=0)
+
+    done = begin(ledger, now=NOW + 1)
+
+    assert done.result is BeginResult.ALREADY_DONE
+    assert done.history.outcome == "permanent_failure"
+    assert done.history.claimed == frozenset()
+
+
+def test_a_send_without_a_reply_id_is_still_recorded(ledger: Ledger) -> None:
+    begin(ledger)
+    ledger.record_sent(sent(0, ""), claim_next=None, finished=Finished("replied"))
+
+    assert begin(ledger, now=NOW + 1).history.sent == {0: ""}
+
+
+def test_dynamodb_items_carry_expiry_and_the_reply_for_its_statuses(
+    idempotency_table: str, aws: str
+) -> None:
+    ledger = DynamoDbLedger(dynamodb(), idempotency_table)
+    begin(ledger)
+    ledger.record_sent(sent(), claim_next=None, finished=Finished("replied"))
+
+    client = boto_client("dynamodb", aws)
+    message = client.get_item(TableName=idempotency_table, Key={"id": {"S": f"msg#{WAMID}"}})
+    reply = client.get_item(TableName=idempotency_table, Key={"id": {"S": "reply#wamid.OUT1="}})
+
+    assert int(message["Item"]["expiration"]["N"]) == int(NOW) + MESSAGE_TTL_SECONDS
+    item = reply["Item"]
+    assert int(item["expiration"]["N"]) == int(NOW + 1) + REPLY_TTL_SECONDS
+    assert item["inbound_wamid"] == {"S": WAMID}
+    assert item["recipient"] == {"M": {"to": {"S": "16505551234"}}}
+    assert json.loads(item["message"]["S"])["text"]["body"] == "Hello Sheena!"
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        begin,
+        lambda ledger: ledger.claim(WAMID, 1, now=NOW),
+        lambda ledger: ledger.record_sent(sent(), claim_next=None, finished=Finished("replied")),
+        lambda ledger: ledger.finish(WAMID, Finished("no_reply"), release_slot=None),
+        lambda ledger: ledger.record_failure(
+            WAMID, FailedAttempt(1, "2", "transient", NOW, release_slot=0)
+        ),
+    ],
+)
+def test_a_missing_table_is_store_unavailable(aws: str, call: Callable[[Ledger], Any]) -> None:
+    with pytest.raises(StoreUnavailable):
+        call(DynamoDbLedger(dynamodb(), f"no-such-table-{time.monotonic_ns()}"))
