@@ -71,8 +71,8 @@ def render(stack_name: str, resources: Sequence[RetainedResource], out: TextIO) 
         out.write(f"Deleting {stack_name} deletes all its resources: none is retained.\n")
         return
     out.write(
-        f"Deleting {stack_name} keeps these {len(resources)} resources (DeletionPolicy Retain); "
-        "they go on costing little or nothing, and a new stack does not reuse them:\n"
+        f"Deleting {stack_name} keeps these {len(resources)} resources (DeletionPolicy Retain). "
+        "A new stack does not reuse them; idle, they cost cents a month (a secret $0.40):\n"
     )
     for resource in resources:
         out.write(f"- {resource.type} {resource.physical_id}\n")
