@@ -65,7 +65,7 @@ def _text(raw: object) -> str:
     return raw.strip()
 
 
-def _whole_number(low: int, high: int | None = None) -> Callable[[object], object]:
+def _whole_number(low: int, high: int | None = None) -> Callable[[object], int]:
     def parse(raw: object) -> int:
         if isinstance(raw, bool):
             raise _Invalid
@@ -116,7 +116,7 @@ def _log_retention(raw: object) -> int:
     value = _whole_number(1)(raw)
     if value not in LOG_RETENTIONS:
         raise _Invalid
-    return int(str(value))
+    return value
 
 
 def _retain_data(raw: object) -> bool:
