@@ -10,13 +10,14 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 CDK := npx --no-install cdk
-# jsii (under aws-cdk-lib) prints an end-of-life banner on Node 20: silenced on purpose, see docs/decisions.md.
+# jsii (under aws-cdk-lib) prints an end-of-life banner on Node 20: silenced on purpose, see
+# "Node 20 banners and CDK notices silenced" in docs/decisions.md.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export CDK_DISABLE_VERSION_CHECK := 1
 export CDK_CLI_NOTICES := false
 
-.PHONY: help venv test lint format typecheck unit run demo synth bootstrap deploy diff redrive inspect-dlq bench lock clean
+.PHONY: help venv test lint format typecheck unit run demo synth bootstrap deploy diff destroy redrive inspect-dlq rotate-token bench lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -47,7 +48,7 @@ typecheck: $(STAMP) ## mypy --strict
 
 test: $(STAMP) $(NODE_STAMP) lint typecheck ## lint, types, cfn-lint and the whole test suite
 	$(PY) -m pytest -n 2 --dist loadfile --cov --cov-report=term
-	$(MAKE) --no-print-directory synth
+	$(MAKE) --no-print-directory synth CDK_ARGS="$(NO_DEPLOY_CONTEXT)"
 	$(BIN)/cfn-lint -i W3005 -- cdk.out/*.template.json
 
 unit: $(STAMP) ## the fast tests only (no emulator, no synth)
@@ -60,15 +61,19 @@ demo: $(STAMP) ## drive a running `make run` with every kind of webhook and chec
 	$(PY) -m local_pipeline.demo
 
 # CDK context for synth/diff/deploy, e.g. make deploy CDK_ARGS="-c alarmEmail=ops@example.com"
-# (keys: app.py CONTEXT_KEYS); tools.dlq flags, e.g. make inspect-dlq ARGS="--why --limit 20".
+# (keys: infra/context.py, docs/deploy.md; alarmEmail is required, `none` is an explicit choice);
+# tool flags, e.g. make inspect-dlq ARGS="--why --limit 20".
 CDK_ARGS ?=
 ARGS ?=
+# bootstrap, destroy and test's own synth run the app but never deploy its template: the alarm
+# recipient does not matter there. Given first, so a -c alarmEmail=... in CDK_ARGS still wins.
+NO_DEPLOY_CONTEXT := -c alarmEmail=none
 
 synth: $(STAMP) $(NODE_STAMP) ## synthesize the stack offline into cdk.out/ (cdk-nag runs here)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK) synth --quiet $(CDK_ARGS)
 
 bootstrap: $(STAMP) $(NODE_STAMP) ## cdk bootstrap: once per AWS account and region, before deploy
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK) bootstrap $(CDK_ARGS)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK) bootstrap $(NO_DEPLOY_CONTEXT) $(CDK_ARGS)
 
 diff: $(STAMP) $(NODE_STAMP) ## cdk diff against your account
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK) diff $(CDK_ARGS)
@@ -76,11 +81,18 @@ diff: $(STAMP) $(NODE_STAMP) ## cdk diff against your account
 deploy: $(STAMP) $(NODE_STAMP) ## cdk deploy into your AWS account
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK) deploy $(CDK_ARGS)
 
+destroy: $(STAMP) $(NODE_STAMP) ## delete the stack; lists first what is retained (queues, table, secret)
+	$(PY) -m tools.retained $(ARGS)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(CDK) destroy $(NO_DEPLOY_CONTEXT) $(CDK_ARGS)
+
 redrive: $(STAMP) ## move the dead-letter queue back to the inbound queue (StartMessageMoveTask)
 	$(PY) -m tools.dlq redrive $(ARGS)
 
 inspect-dlq: $(STAMP) ## show what is in the dead-letter queue and why it failed (masked)
 	$(PY) -m tools.dlq inspect $(ARGS)
+
+rotate-token: $(STAMP) ## put a new access token (read from stdin, not echoed) into the secret
+	@$(PY) -m tools.rotate_token $(ARGS)
 
 $(VENV)/.bench-installed: $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt ".[bench]"

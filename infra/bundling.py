@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
 
@@ -73,8 +74,9 @@ def pip_command(output_dir: str, repo_root: Path = REPO_ROOT) -> list[str]:
 class LocalPipBundling:
     """`ILocalBundling` that installs the dependencies with pip and copies `functions/`."""
 
-    def __init__(self, repo_root: Path = REPO_ROOT) -> None:
+    def __init__(self, repo_root: Path = REPO_ROOT, extra_files: Sequence[str] = ()) -> None:
         self._repo_root = repo_root
+        self._extra_files = _outside_the_package(extra_files)
 
     def try_bundle(self, output_dir: str, options: BundlingOptions) -> bool:
         result = subprocess.run(  # noqa: S603 - fixed argv, no shell
@@ -94,12 +96,23 @@ class LocalPipBundling:
             ignore=shutil.ignore_patterns(*EXCLUDED_PATTERNS),
             dirs_exist_ok=True,
         )
+        for relative in self._extra_files:
+            target = Path(output_dir) / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self._repo_root / relative, target)
         return True
 
 
-def source_fingerprint(repo_root: Path = REPO_ROOT) -> str:
+def _outside_the_package(extra_files: Sequence[str]) -> list[str]:
+    """The extra files `functions/` does not already bring along (repository-relative)."""
+    return sorted({f for f in extra_files if not f.startswith(f"{FUNCTIONS_PACKAGE_DIR}/")})
+
+
+def source_fingerprint(repo_root: Path = REPO_ROOT, extra_files: Sequence[str] = ()) -> str:
     """Hash of everything that decides the asset's content: sources, pins and target platform."""
     digest = hashlib.sha256()
+    for extra in _outside_the_package(extra_files):
+        digest.update(extra.encode() + b"\0" + (repo_root / extra).read_bytes() + b"\0")
     for item in (LAMBDA_PYTHON_VERSION, LAMBDA_WHEEL_PLATFORM, *runtime_requirements(repo_root)):
         digest.update(item.encode() + b"\0")
     constraints = repo_root / "constraints.txt"
@@ -120,16 +133,17 @@ def _excluded(relative: Path) -> bool:
     ) or relative.suffix in {".pyc", ".pyo"}
 
 
-def bundled_code(repo_root: Path = REPO_ROOT) -> lambda_.Code:
-    """The functions' shared code asset, bundled locally (see the module docstring)."""
+def bundled_code(repo_root: Path = REPO_ROOT, extra_files: Sequence[str] = ()) -> lambda_.Code:
+    """The functions' shared code asset, bundled locally (see the module docstring), plus the
+    `extra_files` (repository-relative) at the same relative paths, e.g. a reply rules file."""
     return lambda_.Code.from_asset(
         str(repo_root / FUNCTIONS_PACKAGE_DIR),
         asset_hash_type=AssetHashType.CUSTOM,
-        asset_hash=source_fingerprint(repo_root),
+        asset_hash=source_fingerprint(repo_root, extra_files),
         bundling=BundlingOptions(
             image=DockerImage.from_registry(_UNUSED_IMAGE),
             # jsii calls try_bundle(output_dir, options) positionally; its generated Protocol
             # spells the options out as keywords, which no Python class can match both ways.
-            local=cast(ILocalBundling, LocalPipBundling(repo_root)),
+            local=cast(ILocalBundling, LocalPipBundling(repo_root, extra_files)),
         ),
     )

@@ -4,6 +4,7 @@ Pure constants (no aws_cdk import), so the local pipeline can create the very sa
 table and secret that the stack creates without loading CDK.
 """
 
+import re
 from typing import Final
 
 STACK_NAME: Final = "WhatsAppRelay"
@@ -49,6 +50,11 @@ LAMBDA_PYTHON_VERSION: Final = "3.14"
 LAMBDA_WHEEL_PLATFORM: Final = "manylinux2014_aarch64"
 FUNCTIONS_PACKAGE_DIR: Final = "functions"
 LOG_RETENTION_DAYS: Final = 30
+# Where a zip function's code lies in Lambda: the asset's files keep their repository paths
+# beneath it (functions/..., and the chosen reply rules file).
+LAMBDA_TASK_ROOT: Final = "/var/task"
+# The consumer's reply rules unless context replyRulesFile names another (repository-relative).
+DEFAULT_REPLY_RULES_FILE: Final = "functions/consumer/reply_rules.json"
 DEFAULT_LOG_LEVEL: Final = "INFO"
 
 # --- API --------------------------------------------------------------------------------------
@@ -58,6 +64,16 @@ API_STAGE_NAME: Final = "v1"
 # flood from reaching Lambda and SQS while leaving room for bursts after an outage.
 DEFAULT_API_RATE_LIMIT_PER_SECOND: Final = 500
 DEFAULT_API_BURST_LIMIT: Final = 1000
+
+# The alarms need a recipient or this explicit value (context alarmEmail=none: nobody is told).
+ALARM_EMAIL_NONE: Final = "none"
+# Context dataRemovalPolicy: what happens to the queues, the table and the secret when the stack
+# is deleted or one of them is replaced.
+DATA_REMOVAL_RETAIN: Final = "retain"
+DATA_REMOVAL_DESTROY: Final = "destroy"
+
+# What an alarm e-mail subscription accepts: one address, no display name, a dot in the domain.
+EMAIL_ADDRESS: Final = re.compile(r"[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>.]+")
 
 # --- Alarm thresholds (units in the names) ----------------------------------------------------
 # Alarms look at windows of this length: long enough that one retried blip does not page.
@@ -70,12 +86,19 @@ ACK_LATENCY_TARGET_P99_MS: Final = 1000
 ACK_LATENCY_BREACHING_WINDOWS: Final = 2  # of the last 3 windows: a cold start alone never pages
 INGEST_5XX_ALARM_COUNT: Final = 5  # per window: Meta retries one blip, a run means lost acks
 DEFAULT_BAD_SIGNATURE_ALARM_COUNT: Final = 50  # per window: a wrong appSecret, or someone probing
+# Per window, over the operations the consumer calls. botocore retries a throttled or failed
+# DynamoDB request itself, so a few are invisible; beyond these, records fail and wait for SQS.
+TABLE_THROTTLES_ALARM_COUNT: Final = 10
+TABLE_SYSTEM_ERRORS_ALARM_COUNT: Final = 5
 
 # --- Stack outputs (tools/dlq.py and docs read them by these keys) ----------------------------
 OUTPUT_WEBHOOK_URL: Final = "WebhookUrl"
 OUTPUT_DASHBOARD_URL: Final = "DashboardUrl"
 OUTPUT_ALARM_TOPIC_ARN: Final = "AlarmTopicArn"
+OUTPUT_ALARM_RECIPIENT: Final = "AlarmRecipient"
 OUTPUT_QUEUE_URL: Final = "QueueUrl"
 OUTPUT_DLQ_URL: Final = "DeadLetterQueueUrl"
 OUTPUT_SECRET_ARN: Final = "SecretArn"  # noqa: S105 - an output key
 OUTPUT_CONSUMER_LOG_GROUP: Final = "ConsumerLogGroupName"
+OUTPUT_INGEST_LOG_GROUP: Final = "IngestLogGroupName"
+OUTPUT_ACCESS_LOG_GROUP: Final = "ApiAccessLogGroupName"

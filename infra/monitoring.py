@@ -6,12 +6,15 @@ the `service` dimension to each, so every custom metric here is addressed with i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aws_cdk import Duration, Stack
+from aws_cdk import ArnFormat, Aws, Duration, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
@@ -42,6 +45,8 @@ from infra.constants import (
     ACK_LATENCY_TARGET_P99_MS,
     ALARM_WINDOW_MINUTES,
     INGEST_5XX_ALARM_COUNT,
+    TABLE_SYSTEM_ERRORS_ALARM_COUNT,
+    TABLE_THROTTLES_ALARM_COUNT,
 )
 from infra.nag import acknowledge
 
@@ -57,6 +62,8 @@ class MonitoredResources:
     consumer: lambda_.IFunction
     queue: sqs.IQueue
     dead_letter_queue: sqs.IQueue
+    table: dynamodb.ITable
+    table_operations: Sequence[str]  # what the consumer calls on the table: GetItem, ...
 
 
 class Monitoring(Construct):
@@ -94,7 +101,36 @@ class Monitoring(Construct):
         for alarm in self.alarms.values():
             alarm.add_alarm_action(action)
             alarm.add_ok_action(action)
+        self._let_the_alarms_publish()
         self.dashboard = self._dashboard(r, oldest_message_alarm_seconds)
+
+    def _let_the_alarms_publish(self) -> None:
+        """`enforce_ssl` gives the topic a policy of its own, which replaces SNS's default one:
+        without this statement nothing may publish, CloudWatch included. Only this stack's
+        alarms, named one by one (a pattern like `<stack>-*` would also admit the alarms of a
+        stack named `<stack>-dev`), in this account; the TLS-only Deny still applies."""
+        stack = Stack.of(self)
+        alarm_arns = [
+            stack.format_arn(
+                service="cloudwatch",
+                resource="alarm",
+                resource_name=self._alarm_name(alarm.node.id),
+                arn_format=ArnFormat.COLON_RESOURCE_NAME,
+            )
+            for alarm in self.alarms.values()
+        ]
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="ThisStacksAlarmsMayPublish",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+                    "ArnLike": {"aws:SourceArn": alarm_arns},
+                },
+            )
+        )
 
     # --- metrics ------------------------------------------------------------------------------
 
@@ -127,7 +163,34 @@ class Monitoring(Construct):
         dynamic = f"{label} ${{PROP('Dim.{DIM_ERROR_CODE}')}}"
         return cw.MathExpression(expression=search, label=dynamic, period=_MINUTE)
 
+    def _table_sum(self, r: MonitoredResources, metric_name: str, label: str) -> cw.MathExpression:
+        """A table metric summed over the operations the consumer calls, per 5 minutes.
+
+        DynamoDB publishes these per operation and only when one happens, so each series is
+        filled with 0: a plain `a + b` has no value where any operand has none, and an alarm on
+        it would miss throttling that only one operation sees.
+        """
+        series = {
+            f"{metric_name.lower()}_{operation.lower()}": r.table.metric(
+                metric_name,
+                # a dimensions_map replaces the TableName dimension `metric` would add
+                dimensions_map={"TableName": r.table.table_name, "Operation": operation},
+                statistic=cw.Stats.SUM,
+                period=_WINDOW,
+            )
+            for operation in r.table_operations
+        }
+        return cw.MathExpression(
+            expression=" + ".join(f"FILL({metric_id}, 0)" for metric_id in series),
+            using_metrics=series,
+            label=label,
+            period=_WINDOW,
+        )
+
     # --- alarms -------------------------------------------------------------------------------
+
+    def _alarm_name(self, name: str) -> str:
+        return f"{self._prefix}-{name}"
 
     def _alarm(
         self,
@@ -142,7 +205,7 @@ class Monitoring(Construct):
         return cw.Alarm(
             self,
             name,
-            alarm_name=f"{self._prefix}-{name}",
+            alarm_name=self._alarm_name(name),
             alarm_description=f"{what} Runbook: {RUNBOOK}#{name.lower()}",
             metric=metric,
             threshold=threshold,
@@ -233,6 +296,19 @@ class Monitoring(Construct):
                 r.consumer.metric_throttles(period=_WINDOW, statistic=cw.Stats.SUM),
                 threshold=1,
                 what="The consumer Lambda was throttled: account concurrency is exhausted.",
+            ),
+            self._alarm(
+                "IdempotencyTableThrottles",
+                self._table_sum(r, "ThrottledRequests", "throttled requests"),
+                threshold=TABLE_THROTTLES_ALARM_COUNT,
+                what="DynamoDB throttled the consumer's idempotency table: records fail and wait "
+                "for SQS to redeliver them.",
+            ),
+            self._alarm(
+                "IdempotencyTableErrors",
+                self._table_sum(r, "SystemErrors", "system errors"),
+                threshold=TABLE_SYSTEM_ERRORS_ALARM_COUNT,
+                what="DynamoDB answered the consumer's idempotency table with server errors.",
             ),
         ]
         return {alarm.node.id: alarm for alarm in alarms}
@@ -369,6 +445,28 @@ class Monitoring(Construct):
                     ),
                     r.consumer.metric_duration(
                         period=_MINUTE, statistic=cw.Stats.p(99), label="consumer"
+                    ),
+                ],
+                width=12,
+            ),
+        )
+        dashboard.add_widgets(
+            cw.GraphWidget(
+                title="Idempotency table: throttles and errors / 5 min (should be 0)",
+                left=[
+                    self._table_sum(r, "ThrottledRequests", "throttled requests"),
+                    self._table_sum(r, "SystemErrors", "system errors"),
+                ],
+                width=12,
+            ),
+            cw.GraphWidget(
+                title="Idempotency table: consumed capacity units / min",
+                left=[
+                    r.table.metric_consumed_write_capacity_units(
+                        period=_MINUTE, statistic=cw.Stats.SUM, label="write"
+                    ),
+                    r.table.metric_consumed_read_capacity_units(
+                        period=_MINUTE, statistic=cw.Stats.SUM, label="read"
                     ),
                 ],
                 width=12,

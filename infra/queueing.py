@@ -28,6 +28,7 @@ class InboundQueues(Construct):
         construct_id: str,
         *,
         max_receive_count: int,
+        removal_policy: RemovalPolicy,
         visibility_timeout_seconds: int = VISIBILITY_TIMEOUT_SECONDS,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -40,7 +41,7 @@ class InboundQueues(Construct):
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
             retention_period=Duration.days(DLQ_RETENTION_DAYS),
-            removal_policy=RemovalPolicy.DESTROY,
+            removal_policy=removal_policy,
         )
         self.queue = sqs.Queue(
             self,
@@ -56,5 +57,5 @@ class InboundQueues(Construct):
             dead_letter_queue=sqs.DeadLetterQueue(
                 queue=self.dead_letter_queue, max_receive_count=max_receive_count
             ),
-            removal_policy=RemovalPolicy.DESTROY,
+            removal_policy=removal_policy,
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Aws, CfnOutput, Stack
+from aws_cdk import Annotations, Aws, CfnOutput, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
@@ -23,6 +23,7 @@ from functions.common.names import (
     ENV_IDEMPOTENCY_TABLE,
     ENV_MAX_ATTEMPTS,
     ENV_QUEUE_URL,
+    ENV_REPLY_RULES_PATH,
     ENV_SECRET_ID,
     INGEST_SERVICE,
 )
@@ -38,14 +39,19 @@ from infra.constants import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_RECEIVE_COUNT,
     DEFAULT_OLDEST_MESSAGE_ALARM_SECONDS,
+    DEFAULT_REPLY_RULES_FILE,
+    EMAIL_ADDRESS,
     INGEST_HANDLER,
     INGEST_MEMORY_MB,
     INGEST_TIMEOUT_SECONDS,
     LOG_RETENTION_DAYS,
+    OUTPUT_ACCESS_LOG_GROUP,
+    OUTPUT_ALARM_RECIPIENT,
     OUTPUT_ALARM_TOPIC_ARN,
     OUTPUT_CONSUMER_LOG_GROUP,
     OUTPUT_DASHBOARD_URL,
     OUTPUT_DLQ_URL,
+    OUTPUT_INGEST_LOG_GROUP,
     OUTPUT_QUEUE_URL,
     OUTPUT_SECRET_ARN,
     OUTPUT_WEBHOOK_URL,
@@ -54,8 +60,17 @@ from infra.function_factory import LOG_LEVELS, FunctionDefaults, python_function
 from infra.monitoring import MonitoredResources, Monitoring
 from infra.nag import acknowledge
 from infra.queueing import InboundQueues
+from infra.reply_rules_check import check_reply_rules, deployed_path
 from infra.state import CredentialsSecret, IdempotencyTable
 from infra.webhook_api import WebhookApi
+
+# What the consumer (Powertools idempotency and the reply ledger) calls on its table: the grant and
+# the table's alarms are both made from this one list.
+# The ledger's calls (docs/contract.md): UpdateItem and TransactWriteItems; the table alarms watch
+# both. IAM authorizes a transaction per item action (its Update and Put), so the role needs only
+# those two. Nothing reads or deletes.
+TABLE_OPERATIONS = ("UpdateItem", "TransactWriteItems")
+TABLE_IAM_ACTIONS = ("dynamodb:PutItem", "dynamodb:UpdateItem")
 
 # SQS lets one event source mapping run between 2 and 1,000 concurrent batches.
 MIN_MAX_CONCURRENCY = 2
@@ -68,6 +83,9 @@ class RelayProps:
     """What differs between deployments; every default comes from infra/constants.py."""
 
     code: lambda_.Code  # the shared asset (infra.bundling.bundled_code() in app.py)
+    # Who receives the alarms. No default: None (nobody, until someone subscribes to the topic)
+    # has to be chosen as explicitly as an address.
+    alarm_email: str | None
     api_rate_limit_per_second: int = DEFAULT_API_RATE_LIMIT_PER_SECOND
     api_burst_limit: int = DEFAULT_API_BURST_LIMIT
     max_receive_count: int = DEFAULT_MAX_RECEIVE_COUNT
@@ -81,8 +99,11 @@ class RelayProps:
     log_retention_days: int = LOG_RETENTION_DAYS
     oldest_message_alarm_seconds: int = DEFAULT_OLDEST_MESSAGE_ALARM_SECONDS
     bad_signature_alarm_count: int = DEFAULT_BAD_SIGNATURE_ALARM_COUNT
-    alarm_email: str | None = None
     web_acl_arn: str | None = None
+    # Queues, table and secret outlive the stack (and a replacement) unless this is False.
+    retain_data: bool = True
+    # Repository-relative; must also be in `code` (bundled_code(extra_files=...) puts it there).
+    reply_rules_file: str = DEFAULT_REPLY_RULES_FILE
 
     def __post_init__(self) -> None:
         if not 1 <= self.consumer_batch_size <= MAX_SQS_FIFO_BATCH_SIZE:
@@ -103,7 +124,10 @@ class RelayProps:
                 f"max_receive_count must be at least max_attempts x consumer_batch_size "
                 f"({backstop}): records held back behind a failing neighbour are received again"
             )
+        if self.alarm_email is not None and not EMAIL_ADDRESS.fullmatch(self.alarm_email):
+            raise ValueError(f"alarm_email must be an e-mail address, not {self.alarm_email!r}")
         log_retention(self.log_retention_days)  # raises on a retention CloudWatch refuses
+        check_reply_rules(self.reply_rules_file)  # raises on rules the consumer would refuse
 
 
 class WhatsAppRelayStack(Stack):
@@ -117,10 +141,16 @@ class WhatsAppRelayStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, description=description)
         retention = log_retention(props.log_retention_days)
+        data_removal = RemovalPolicy.RETAIN if props.retain_data else RemovalPolicy.DESTROY
 
-        queues = InboundQueues(self, "Queues", max_receive_count=props.max_receive_count)
-        table = IdempotencyTable(self, "Idempotency").table
-        secret = CredentialsSecret(self, "Credentials").secret
+        queues = InboundQueues(
+            self,
+            "Queues",
+            max_receive_count=props.max_receive_count,
+            removal_policy=data_removal,
+        )
+        table = IdempotencyTable(self, "Idempotency", removal_policy=data_removal).table
+        secret = CredentialsSecret(self, "Credentials", removal_policy=data_removal).secret
 
         defaults = FunctionDefaults(
             code=props.code,
@@ -158,6 +188,7 @@ class WhatsAppRelayStack(Stack):
                 ENV_IDEMPOTENCY_TABLE: table.table_name,
                 ENV_GRAPH_API_URL: props.graph_api_url,
                 ENV_GRAPH_API_VERSION: props.graph_api_version,
+                ENV_REPLY_RULES_PATH: deployed_path(props.reply_rules_file),
             },
             defaults=defaults,
         )
@@ -169,9 +200,7 @@ class WhatsAppRelayStack(Stack):
                     actions=["secretsmanager:GetSecretValue"], resources=[secret.secret_arn]
                 )
             )
-        # The ledger's writes: UpdateItem, and TransactWriteItems, which IAM authorizes per item
-        # action (its Update and Put). Nothing reads or deletes.
-        table.grant(consumer.function, "dynamodb:PutItem", "dynamodb:UpdateItem")
+        table.grant(consumer.function, *TABLE_IAM_ACTIONS)
         # The consumer's own dead letters (attempts exhausted, unreadable records).
         queues.dead_letter_queue.grant(consumer.function, "sqs:SendMessage")
         # The event source mapping grants Receive/Delete/ChangeMessageVisibility/GetQueueAttributes/
@@ -211,6 +240,8 @@ class WhatsAppRelayStack(Stack):
                 consumer=consumer.function,
                 queue=queues.queue,
                 dead_letter_queue=queues.dead_letter_queue,
+                table=table,
+                table_operations=list(TABLE_OPERATIONS),
             ),
             metrics_namespace=props.metrics_namespace,
             oldest_message_alarm_seconds=props.oldest_message_alarm_seconds,
@@ -234,16 +265,33 @@ class WhatsAppRelayStack(Stack):
             OUTPUT_WEBHOOK_URL: (api.webhook_url, "Callback URL to register in Meta's app"),
             OUTPUT_DASHBOARD_URL: (dashboard_url, "CloudWatch dashboard"),
             OUTPUT_ALARM_TOPIC_ARN: (monitoring.topic.topic_arn, "SNS topic the alarms notify"),
+            OUTPUT_ALARM_RECIPIENT: (alarm_recipient(props.alarm_email), "Who the alarms reach"),
             OUTPUT_QUEUE_URL: (queues.queue.queue_url, "Inbound FIFO queue"),
             OUTPUT_DLQ_URL: (queues.dead_letter_queue.queue_url, "Dead-letter FIFO queue"),
             OUTPUT_SECRET_ARN: (secret.secret_arn, "Fill with put-secret-value (docs/deploy.md)"),
+            OUTPUT_INGEST_LOG_GROUP: (ingest.log_group.log_group_name, "Ingest function logs"),
             OUTPUT_CONSUMER_LOG_GROUP: (consumer.log_group.log_group_name, "Consumer logs"),
+            OUTPUT_ACCESS_LOG_GROUP: (api.access_logs.log_group_name, "API access logs (JSON)"),
         }
         for key, (value, meaning) in outputs.items():
             CfnOutput(self, key, value=value, description=meaning)
+        if props.alarm_email is None:
+            Annotations.of(self).add_warning_v2(
+                "whatsapp-relay:no-alarm-subscriber", alarm_recipient(None)
+            )
 
 
-_RETENTION = {
+def alarm_recipient(alarm_email: str | None) -> str:
+    """The `AlarmRecipient` output: who is told when an alarm fires."""
+    if alarm_email is None:
+        return (
+            f"NOBODY: deployed with alarmEmail=none. Subscribe someone to the "
+            f"{OUTPUT_ALARM_TOPIC_ARN} topic, or deploy with -c alarmEmail=<address>"
+        )
+    return f"{alarm_email} (by e-mail, once the subscription AWS mails there is confirmed)"
+
+
+LOG_RETENTIONS = {
     1: logs.RetentionDays.ONE_DAY,
     3: logs.RetentionDays.THREE_DAYS,
     7: logs.RetentionDays.ONE_WEEK,
@@ -258,6 +306,6 @@ _RETENTION = {
 
 def log_retention(days: int) -> logs.RetentionDays:
     """CloudWatch Logs accepts only certain retentions; these are the ones this stack offers."""
-    if days not in _RETENTION:
-        raise ValueError(f"log_retention_days must be one of {sorted(_RETENTION)}")
-    return _RETENTION[days]
+    if days not in LOG_RETENTIONS:
+        raise ValueError(f"log_retention_days must be one of {sorted(LOG_RETENTIONS)}")
+    return LOG_RETENTIONS[days]

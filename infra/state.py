@@ -27,7 +27,9 @@ APP_SECRET_LENGTH = 48
 class IdempotencyTable(Construct):
     """On-demand table of answered wamids (Powertools idempotency records), TTL-expired."""
 
-    def __init__(self, scope: Construct, construct_id: str) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, removal_policy: RemovalPolicy
+    ) -> None:
         super().__init__(scope, construct_id)
         self.table = dynamodb.Table(
             self,
@@ -41,7 +43,7 @@ class IdempotencyTable(Construct):
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=True
             ),
-            removal_policy=RemovalPolicy.DESTROY,
+            removal_policy=removal_policy,
         )
 
 
@@ -52,7 +54,9 @@ class CredentialsSecret(Construct):
     Meta's app secret in, nobody can sign a webhook this stack accepts.
     """
 
-    def __init__(self, scope: Construct, construct_id: str) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, removal_policy: RemovalPolicy
+    ) -> None:
         super().__init__(scope, construct_id)
         self.secret = secretsmanager.Secret(
             self,
@@ -72,7 +76,7 @@ class CredentialsSecret(Construct):
                 exclude_punctuation=True,
                 password_length=APP_SECRET_LENGTH,
             ),
-            removal_policy=RemovalPolicy.DESTROY,
+            removal_policy=removal_policy,
         )
         acknowledge(
             self.secret,

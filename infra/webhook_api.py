@@ -83,6 +83,9 @@ class WebhookApi(Construct):
                 method, integration, authorization_type=apigw.AuthorizationType.NONE
             )
         self.stage = self.api.deployment_stage
+        # RestApi adds an `Endpoint` output with the API's root URL, where nothing answers: the
+        # stack's one URL output is the webhook's (WebhookUrl), so this one goes.
+        self.api.node.try_remove_child("Endpoint")
         self.webhook_url = self.api.url_for_path(f"/{WEBHOOK_PATH}")
 
         if web_acl_arn:

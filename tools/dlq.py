@@ -40,6 +40,7 @@ from infra.constants import (
     OUTPUT_QUEUE_URL,
     STACK_NAME,
 )
+from tools.stack_outputs import stack_outputs
 
 SQS_RECEIVE_LIMIT = 10
 DEFAULT_HOLD_SECONDS = 30
@@ -87,8 +88,7 @@ class DlqEntry:
 
 def stack_queues(cloudformation: Any, stack_name: str) -> Queues:
     """The queue URLs and the consumer's log group from the stack's outputs."""
-    stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+    outputs = stack_outputs(cloudformation, stack_name)
     if OUTPUT_DLQ_URL not in outputs:
         raise DlqToolError(f"stack {stack_name} has no {OUTPUT_DLQ_URL} output")
     return Queues(

@@ -1,12 +1,14 @@
 """One synthesized template per configuration and xdist worker (synth is the slow part): the
-default stack, and one with every prop changed, to prove each prop reaches the template."""
+default stack (nobody notified of alarms, data retained, the shipped reply rules), and one with
+every prop changed, to prove each prop reaches the template."""
 
 from __future__ import annotations
 
 import os
 
-# jsii's Node 20 end-of-life banner, silenced on purpose (docs/decisions.md) also when pytest runs
-# outside `make`. Must be set before aws_cdk starts its Node process.
+# jsii's Node 20 end-of-life banner, silenced on purpose ("Node 20 banners and CDK notices silenced"
+# in docs/decisions.md) also when pytest runs outside `make`. Must be set before aws_cdk starts
+# its Node process.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 from dataclasses import dataclass
@@ -38,6 +40,8 @@ CUSTOM_PROPS: dict[str, Any] = {
     "bad_signature_alarm_count": 7,
     "alarm_email": "ops@example.com",
     "web_acl_arn": "arn:aws:wafv2:eu-west-1:123456789012:regional/webacl/relay/abc",
+    "retain_data": False,
+    "reply_rules_file": "tests/infra/reply_rules/custom.json",
 }
 
 
@@ -69,8 +73,10 @@ class Synthesized:
 
 def synthesize(**props: Any) -> Synthesized:
     """Synthesize as app.py does, cdk-nag included: `Template.from_stack` runs the AwsSolutions
-    pack and raises on any finding left without an acknowledgement (one synth serves both)."""
+    pack and raises on any finding left without an acknowledgement (one synth serves both).
+    Without `alarm_email`, the stack is one nobody is notified by (alarmEmail=none)."""
     app = App()
+    props.setdefault("alarm_email", None)
     stack = WhatsAppRelayStack(app, STACK_NAME, props=RelayProps(code=stand_in_code(), **props))
     run_aws_solutions_checks(app)
     return Synthesized(stack=stack, template=Template.from_stack(stack))

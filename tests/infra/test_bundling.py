@@ -58,6 +58,20 @@ def test_fingerprint_follows_sources_but_not_bytecode(tmp_path: Path) -> None:
     assert source_fingerprint(root) != before
 
 
+def test_fingerprint_follows_an_extra_file_outside_functions(tmp_path: Path) -> None:
+    root = _copy_repo(tmp_path)
+    (root / "config").mkdir()
+    rules = root / "config" / "rules.json"
+    rules.write_text('{"rules": []}')
+    without = source_fingerprint(root)
+    with_rules = source_fingerprint(root, ["config/rules.json"])
+    assert with_rules != without
+    rules.write_text('{"rules": [], "default": null}')
+    assert source_fingerprint(root, ["config/rules.json"]) != with_rules
+    # a file under functions/ is already part of the asset: naming it changes nothing
+    assert source_fingerprint(root, ["functions/consumer/reply_rules.json"]) == without
+
+
 def test_local_bundling_builds_an_arm64_asset_with_the_pinned_dependencies(
     tmp_path: Path,
 ) -> None:
@@ -65,17 +79,23 @@ def test_local_bundling_builds_an_arm64_asset_with_the_pinned_dependencies(
     root = _copy_repo(tmp_path)
     (root / "functions" / "__pycache__").mkdir(exist_ok=True)
     (root / "functions" / "__pycache__" / "stale.cpython-311.pyc").write_bytes(b"\0")
+    # and a reply rules file kept outside functions/ (context replyRulesFile)
+    (root / "config").mkdir()
+    (root / "config" / "rules.json").write_text('{"rules": []}')
     out = tmp_path / "asset"
     out.mkdir()
 
     # When CDK's local bundling hook runs (pip downloads or reuses its cache)
-    bundled = LocalPipBundling(root).try_bundle(str(out), None)  # type: ignore[arg-type]
+    bundling = LocalPipBundling(root, ["config/rules.json"])
+    bundled = bundling.try_bundle(str(out), None)  # type: ignore[arg-type]
 
     # Then the asset has the handlers, their data files, and the pinned dependencies
     assert bundled is True
     assert (out / "functions" / "ingest" / "app.py").is_file()
     assert (out / "functions" / "consumer" / "reply_rules.json").is_file()
     assert not list(out.rglob("__pycache__"))
+    # the rules file lies at its repository path, which is what REPLY_RULES_PATH names
+    assert (out / "config" / "rules.json").read_text() == '{"rules": []}'
     for requirement in runtime_requirements(root):
         name, version = requirement.split("[")[0].split("==")[0], requirement.split("==")[1]
         dist = name.replace("-", "_")

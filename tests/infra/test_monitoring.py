@@ -29,8 +29,12 @@ from infra.constants import (
     DEFAULT_BAD_SIGNATURE_ALARM_COUNT,
     DEFAULT_OLDEST_MESSAGE_ALARM_SECONDS,
     STACK_NAME,
+    TABLE_SYSTEM_ERRORS_ALARM_COUNT,
+    TABLE_THROTTLES_ALARM_COUNT,
 )
+from infra.stack import TABLE_OPERATIONS
 from tests.infra.conftest import CUSTOM_PROPS, Synthesized
+from tests.infra.test_stack import role_statements
 
 pytestmark = pytest.mark.infra
 
@@ -69,6 +73,8 @@ EXPECTED_ALARMS = {
     "BadSignatureSpike",
     "ConsumerErrors",
     "ConsumerThrottles",
+    "IdempotencyTableThrottles",
+    "IdempotencyTableErrors",
 }
 
 
@@ -190,6 +196,52 @@ def test_consumer_lambda_alarms(default_stack: Synthesized, alarm: str, metric: 
     assert (props["Statistic"], props["Threshold"], props["ComparisonOperator"]) == ("Sum", 1, GE)
 
 
+@pytest.mark.parametrize(
+    ("alarm", "metric", "threshold"),
+    [
+        ("IdempotencyTableThrottles", "ThrottledRequests", TABLE_THROTTLES_ALARM_COUNT),
+        ("IdempotencyTableErrors", "SystemErrors", TABLE_SYSTEM_ERRORS_ALARM_COUNT),
+    ],
+)
+def test_table_alarms_sum_every_operation_the_consumer_calls(
+    default_stack: Synthesized, alarm: str, metric: str, threshold: int
+) -> None:
+    table_id, _ = default_stack.one("AWS::DynamoDB::Table")
+    props = alarms(default_stack)[alarm]
+    assert (props["Threshold"], props["ComparisonOperator"]) == (threshold, GE)
+    [expression] = [m for m in props["Metrics"] if "Expression" in m]
+    series = [m for m in props["Metrics"] if "MetricStat" in m]
+    assert expression["ReturnData"] is True
+    assert all(m["ReturnData"] is False for m in series)
+    operations = set()
+    for query in series:
+        stat = query["MetricStat"]
+        assert (stat["Metric"]["Namespace"], stat["Metric"]["MetricName"]) == (
+            "AWS/DynamoDB",
+            metric,
+        )
+        dims = dimensions(stat["Metric"])
+        assert dims["TableName"] == {"Ref": table_id}  # not every table of the account
+        operations.add(dims["Operation"])
+        assert (stat["Stat"], stat["Period"]) == ("Sum", 300)
+        # a missing series counts as 0: a plain sum would be empty whenever one operation is
+        assert f"FILL({query['Id']}, 0)" in expression["Expression"]
+    assert operations == set(TABLE_OPERATIONS)
+    # and the consumer's role may make exactly those calls: a transaction is authorized per item
+    # action (its Update and Put), the rest by their own names
+    needed = {"PutItem", "UpdateItem"} if "TransactWriteItems" in operations else set()
+    needed |= operations - {"TransactWriteItems"}
+    granted = {
+        action.removeprefix("dynamodb:")
+        for statement in role_statements(default_stack, CONSUMER_HANDLER)
+        for action in (
+            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        )
+        if action.startswith("dynamodb:")
+    }
+    assert granted == needed
+
+
 def test_email_subscription_only_when_an_address_is_given(
     default_stack: Synthesized, custom_stack: Synthesized
 ) -> None:
@@ -264,6 +316,8 @@ def test_dashboard_has_every_panel_on_call_needs(default_stack: Synthesized) -> 
         "Failures by ErrorCode",
         "Lambda errors and throttles",
         "Lambda duration",
+        "Idempotency table: throttles and errors",
+        "Idempotency table: consumed capacity",
     ):
         assert any(t.startswith(start) for t in titles), start
     queue = json.dumps(_metrics_of(widget(body, "Inbound queue")))
@@ -272,6 +326,9 @@ def test_dashboard_has_every_panel_on_call_needs(default_stack: Synthesized) -> 
     messages = json.dumps(_metrics_of(widget(body, "Messages / min")))
     assert json.dumps([METRIC_REPLY_SENT, DIM_SERVICE, CONSUMER_SERVICE])[1:-1] in messages
     assert len(widget(body, "Alarms")["properties"]["alarms"]) == len(EXPECTED_ALARMS)
+    table = json.dumps(widget(body, "Idempotency table: throttles")["properties"]["metrics"])
+    assert '"ThrottledRequests"' in table
+    assert '"SystemErrors"' in table
 
 
 def test_runbook_has_a_section_for_every_alarm_the_descriptions_link_to(

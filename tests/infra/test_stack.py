@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 import pytest
-from aws_cdk.assertions import Match
+from aws_cdk.assertions import Annotations, Match
 
 from functions.common.names import (
     CONSUMER_SERVICE,
@@ -26,6 +26,7 @@ from functions.common.names import (
     ENV_MAX_ATTEMPTS,
     ENV_METRICS_NAMESPACE,
     ENV_QUEUE_URL,
+    ENV_REPLY_RULES_PATH,
     ENV_SECRET_ID,
     ENV_SERVICE_NAME,
     INGEST_SERVICE,
@@ -41,6 +42,7 @@ from infra.constants import (
     DEFAULT_API_RATE_LIMIT_PER_SECOND,
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_RECEIVE_COUNT,
+    DEFAULT_REPLY_RULES_FILE,
     DLQ_RETENTION_DAYS,
     IDEMPOTENCY_PARTITION_KEY,
     IDEMPOTENCY_TTL_ATTRIBUTE,
@@ -48,10 +50,14 @@ from infra.constants import (
     INGEST_MEMORY_MB,
     INGEST_TIMEOUT_SECONDS,
     LAMBDA_PYTHON_VERSION,
+    LAMBDA_TASK_ROOT,
+    OUTPUT_ACCESS_LOG_GROUP,
+    OUTPUT_ALARM_RECIPIENT,
     OUTPUT_ALARM_TOPIC_ARN,
     OUTPUT_CONSUMER_LOG_GROUP,
     OUTPUT_DASHBOARD_URL,
     OUTPUT_DLQ_URL,
+    OUTPUT_INGEST_LOG_GROUP,
     OUTPUT_QUEUE_URL,
     OUTPUT_SECRET_ARN,
     OUTPUT_WEBHOOK_URL,
@@ -283,6 +289,7 @@ def test_consumer_environment_is_the_contracts(default_stack: Synthesized) -> No
         ENV_IDEMPOTENCY_TABLE: {"Ref": table_id},
         ENV_GRAPH_API_URL: DEFAULT_GRAPH_API_URL,
         ENV_GRAPH_API_VERSION: DEFAULT_GRAPH_API_VERSION,
+        ENV_REPLY_RULES_PATH: f"{LAMBDA_TASK_ROOT}/{DEFAULT_REPLY_RULES_FILE}",
         ENV_SERVICE_NAME: CONSUMER_SERVICE,
         ENV_METRICS_NAMESPACE: DEFAULT_METRICS_NAMESPACE,
         ENV_LOG_LEVEL: "INFO",
@@ -418,15 +425,102 @@ def test_outputs_give_the_operator_everything_to_wire_and_watch(
     default_stack: Synthesized,
 ) -> None:
     outputs = default_stack.template.to_json()["Outputs"]
-    assert {
+    assert set(outputs) == {
         OUTPUT_WEBHOOK_URL,
         OUTPUT_DASHBOARD_URL,
         OUTPUT_ALARM_TOPIC_ARN,
+        OUTPUT_ALARM_RECIPIENT,
         OUTPUT_QUEUE_URL,
         OUTPUT_DLQ_URL,
         OUTPUT_SECRET_ARN,
+        OUTPUT_INGEST_LOG_GROUP,
         OUTPUT_CONSUMER_LOG_GROUP,
-    } <= set(outputs)
+        OUTPUT_ACCESS_LOG_GROUP,
+    }
     webhook_url = json.dumps(outputs[OUTPUT_WEBHOOK_URL]["Value"])
     assert webhook_url.endswith(f'/{WEBHOOK_PATH}"]]}}')
     assert "#dashboards:name=" in json.dumps(outputs[OUTPUT_DASHBOARD_URL]["Value"])
+
+
+def test_exactly_one_url_of_the_api_is_an_output(default_stack: Synthesized) -> None:
+    """RestApi's own `Endpoint` output (the API root, where nothing answers) is removed."""
+    outputs = default_stack.template.to_json()["Outputs"]
+    api_urls = [key for key, o in outputs.items() if "execute-api" in json.dumps(o["Value"])]
+    assert api_urls == [OUTPUT_WEBHOOK_URL]
+
+
+def test_log_group_outputs_name_the_groups_the_functions_and_the_stage_write_to(
+    default_stack: Synthesized,
+) -> None:
+    s = default_stack
+    outputs = s.template.to_json()["Outputs"]
+    for handler, key in (
+        (INGEST_HANDLER, OUTPUT_INGEST_LOG_GROUP),
+        (CONSUMER_HANDLER, OUTPUT_CONSUMER_LOG_GROUP),
+    ):
+        _, fn = function(s, handler)
+        assert outputs[key]["Value"] == fn["Properties"]["LoggingConfig"]["LogGroup"], key
+    _, stage = s.one("AWS::ApiGateway::Stage")
+    access_log_group = stage["Properties"]["AccessLogSetting"]["DestinationArn"]["Fn::GetAtt"][0]
+    assert outputs[OUTPUT_ACCESS_LOG_GROUP]["Value"] == {"Ref": access_log_group}
+
+
+def test_the_alarm_recipient_output_says_who_is_told(
+    default_stack: Synthesized, custom_stack: Synthesized
+) -> None:
+    nobody = default_stack.template.to_json()["Outputs"][OUTPUT_ALARM_RECIPIENT]["Value"]
+    assert nobody.startswith("NOBODY: deployed with alarmEmail=none")
+    assert OUTPUT_ALARM_TOPIC_ARN in nobody
+    someone = custom_stack.template.to_json()["Outputs"][OUTPUT_ALARM_RECIPIENT]["Value"]
+    assert someone.startswith(f"{CUSTOM_PROPS['alarm_email']} (by e-mail")
+
+
+def test_a_stack_without_recipient_warns_at_synth(default_stack: Synthesized) -> None:
+    Annotations.from_stack(default_stack.stack).has_warning(
+        "*", Match.string_like_regexp("NOBODY: deployed with alarmEmail=none")
+    )
+
+
+# --- what outlives the stack ------------------------------------------------------------------
+
+STATEFUL_TYPES = ("AWS::SQS::Queue", "AWS::DynamoDB::Table", "AWS::SecretsManager::Secret")
+
+
+def stateful_resources(s: Synthesized) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for type_ in STATEFUL_TYPES:
+        found |= s.resources(type_)
+    return found
+
+
+def test_queues_table_and_secret_survive_deletion_and_replacement_by_default(
+    default_stack: Synthesized,
+) -> None:
+    stateful = stateful_resources(default_stack)
+    # the inbound queue, the DLQ, the idempotency table, the secret
+    assert sorted(r["Type"] for r in stateful.values()) == sorted(
+        [
+            "AWS::SQS::Queue",
+            "AWS::SQS::Queue",
+            "AWS::DynamoDB::Table",
+            "AWS::SecretsManager::Secret",
+        ]
+    )
+    for logical_id, resource in stateful.items():
+        assert resource.get("DeletionPolicy") == "Retain", logical_id
+        assert resource.get("UpdateReplacePolicy") == "Retain", logical_id
+
+
+def test_a_throw_away_stack_deletes_its_data(custom_stack: Synthesized) -> None:
+    assert CUSTOM_PROPS["retain_data"] is False
+    for logical_id, resource in stateful_resources(custom_stack).items():
+        assert resource.get("DeletionPolicy") == "Delete", logical_id
+        assert resource.get("UpdateReplacePolicy") == "Delete", logical_id
+
+
+def test_nothing_else_is_retained(default_stack: Synthesized) -> None:
+    """Logs, alarms, the API: recreated by the next deploy, so a deletion takes them along."""
+    stateful = set(stateful_resources(default_stack))
+    resources = default_stack.template.to_json()["Resources"]
+    retained = {k for k, r in resources.items() if r.get("DeletionPolicy") == "Retain"}
+    assert retained == stateful
