@@ -4,8 +4,10 @@ and answers from a script.
 Used by the consumer's tests, the benchmarks, `make run` and `make demo`. It speaks just enough of
 `POST /{version}/{phone_number_id}/messages` to stand in for Meta:
 
-- a send answers 200 with Meta's send response (a fresh `wamid.fake…` id); a read receipt (body
-  with `"status": "read"`) answers 200 `{"success": true}`;
+- a send answers 200 with Meta's send response (a fresh `wamid.fake…` id), addressed by `to`
+  (a phone) or `recipient` (a business-scoped user id; `to` wins when both are set, as at Meta),
+  and 400 #100 when it has neither; a read receipt (body with `"status": "read"`) answers 200
+  `{"success": true}`;
 - with `expected_token` set, a missing or wrong `Authorization: Bearer …` answers 401 with Meta's
   error 190 (checked before the script, and not consuming it);
 - scripted answers (`enqueue`) are consumed in order by the next matching call: any Meta error
@@ -22,8 +24,8 @@ In-process:
 Out of process (`python -m local_pipeline.fake_graph --port 8081`), the same controls are HTTP:
 `POST /__fake/script` with `{"kind": "send", "answers": [{"type": "meta_error", "code": 130429},
 {"type": "http_error", "status": 503}, {"type": "hang", "seconds": 5},
-{"type": "reset_connection"}, {"type": "ok"}]}` (optionally `"to": "<wa_id>"` to script sends
-to one recipient only), `GET /__fake/requests` (a JSON list) and
+{"type": "reset_connection"}, {"type": "ok"}]}` (optionally `"to": "<wa_id or BSUID>"` to
+script sends to one recipient only), `GET /__fake/requests` (a JSON list) and
 `POST /__fake/reset`. It only ever binds a loopback address.
 """
 
@@ -359,7 +361,7 @@ class FakeGraphApi:
         with self._lock:
             answer = ok()
             if request.kind != "other":
-                recipient = request.json.get("to") if isinstance(request.json, dict) else None
+                recipient = addressee(request.json)
                 for index, (kind, to, _answer) in enumerate(self._state.script):
                     if kind in ("any", request.kind) and to in (None, recipient):
                         answer = self._state.script.pop(index)[2]
@@ -379,6 +381,31 @@ class FakeGraphApi:
     def _wait(self, seconds: float) -> None:
         if seconds > 0:
             self._stopping.wait(seconds)
+
+
+def addressee(document: Any) -> str | None:
+    """Who a send body addresses, as Meta reads it: `to` (a phone) wins over `recipient` (a
+    business-scoped user id) when both are set; None when neither is."""
+    if not isinstance(document, dict):
+        return None
+    for key in ("to", "recipient"):
+        value = document.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _send_response(document: dict[str, Any], message_id: str) -> dict[str, Any]:
+    """Meta's send response; the contact is echoed by `wa_id`, or by `user_id` for a BSUID."""
+    if isinstance(document.get("to"), str) and document["to"]:
+        contact = {"input": document["to"], "wa_id": document["to"]}
+    else:
+        contact = {"input": document["recipient"], "user_id": document["recipient"]}
+    return {
+        "messaging_product": "whatsapp",
+        "contacts": [contact],
+        "messages": [{"id": message_id}],
+    }
 
 
 def _with_answer(request: RecordedRequest, answer: str) -> RecordedRequest:
@@ -499,16 +526,15 @@ def _handler_for(graph: FakeGraphApi) -> type[BaseHTTPRequestHandler]:
                 )
             elif kind == "read":
                 self._send_json(200, {"success": True})
-            else:
-                to = document.get("to", "") if isinstance(document, dict) else ""
+            elif addressee(document) is None:
                 self._send_json(
-                    200,
-                    {
-                        "messaging_product": "whatsapp",
-                        "contacts": [{"input": to, "wa_id": to}],
-                        "messages": [{"id": graph._next_message_id()}],
-                    },
+                    400,
+                    _meta_error_document(
+                        meta_error(100, message="(#100) The parameter to is required.")
+                    ),
                 )
+            else:
+                self._send_json(200, _send_response(document, graph._next_message_id()))
 
         def _control(self, method: str, path: str, body: bytes) -> None:
             if method == "GET" and path == "/__fake/requests":

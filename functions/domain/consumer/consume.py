@@ -50,7 +50,13 @@ from functions.domain.consumer.ports import (
     VisibilityControl,
 )
 from functions.domain.consumer.reply_rules import ReplyDecision, ReplyRules
-from functions.domain.whatsapp.outbound import OutboundMessage, Reaction, mark_read_body, send_body
+from functions.domain.whatsapp.outbound import (
+    OutboundMessage,
+    Reaction,
+    Recipient,
+    mark_read_body,
+    send_body,
+)
 from functions.domain.whatsapp.queued_record import QueuedRecord, UnreadableRecord
 
 CODE_INTERNAL_ERROR = "internal_error"
@@ -336,7 +342,7 @@ def _respond(
 
 def _send(
     phone_number_id: str,
-    recipient: str,
+    recipient: Recipient | None,
     message: OutboundMessage,
     wamid: str,
     consumer: Consumer,
