@@ -191,7 +191,9 @@ def shared_pool() -> urllib3.PoolManager:
 
 
 class GraphClient:
-    """`GraphApi` for `{base_url}/{version}/{phone_number_id}/messages`."""
+    """`GraphApi` for `{base_url}/{version}/{phone_number_id}/messages`. `pool` defaults to the
+    shared one; another should come from `new_pool` (a plain urllib3 pool bounds each read, not
+    the whole answer)."""
 
     def __init__(
         self,
