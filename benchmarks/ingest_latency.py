@@ -130,7 +130,7 @@ def warm_handler_ms() -> tuple[list[float], list[float]]:
         against_moto = timed(WARM_INVOCATIONS)
 
         class InMemoryPublisher:
-            def publish(self, records: object) -> None:
+            def publish(self, records: object, **deadline: object) -> None:
                 return None
 
         original = wiring.publisher

@@ -112,7 +112,7 @@ class Console:
                 "status",
                 "dim",
                 f"{status.status} for our msg {short_id(status.wamid)} to "
-                f"{mask_phone(status.recipient_id)}{' codes ' + codes if codes else ''}"
+                f"{mask_phone(status.recipient_key)}{' codes ' + codes if codes else ''}"
                 " (no reply)",
             )
         for error in delivery.errors:
@@ -141,7 +141,8 @@ class Console:
             wamid = _mapping(document.get("context")).get("message_id")
             if wamid is None and document.get("type") == "reaction":
                 wamid = _mapping(document.get("reaction")).get("message_id")
-            what = f"{document.get('type', '?')} to {mask_phone(str(document.get('to') or ''))}"
+            addressee = document.get("to") or document.get("recipient") or ""
+            what = f"{document.get('type', '?')} to {mask_phone(str(addressee))}"
             thread = f"in thread of msg {short_id(wamid)}" if wamid else "(not threaded)"
             if answer == "ok":
                 self.event("replied", "green", f"{what} {thread}{self._since_received(wamid)}")

@@ -24,7 +24,7 @@ from functions.ingest.telemetry import report_delivery, report_rejection
 
 
 @lambda_handler(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-def handler(event: dict[str, Any], context: LambdaContext | None) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         request = HttpRequest.from_event(event)
         if request.method == "GET":
@@ -43,6 +43,7 @@ def handler(event: dict[str, Any], context: LambdaContext | None) -> dict[str, A
             credentials=wiring.credentials(),
             publisher=wiring.publisher(),
             now=lambda: datetime.now(UTC),
+            remaining_seconds=wiring.remaining_seconds(context),
         )
         report_delivery(summary)
         return json_response(200, {"queued": len(summary.queued)})

@@ -57,7 +57,7 @@ def report_delivery(summary: DeliverySummary) -> None:
             extra={
                 "wamid": status.wamid,
                 "status": status.status,
-                "recipient": mask_phone(status.recipient_id),
+                "recipient": mask_phone(status.recipient_key),
                 "error_codes": [error.code_label for error in status.errors],
                 "error_titles": [error.title for error in status.errors],
             },

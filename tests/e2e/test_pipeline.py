@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +26,7 @@ from tests.e2e.pipeline_process import (
     pipeline_env,
     processes_with_env,
 )
+from tests.events.builders import EVENTS
 
 pytestmark = pytest.mark.e2e
 
@@ -144,6 +146,45 @@ def test_statuses_are_acknowledged_and_never_answered(pipeline: PipelineProcess)
     assert (status, json.loads(answer)) == (200, {"queued": 0})
     calls = pipeline.wait_quiet(0.5)
     assert not [c for c in calls if ours in json.dumps(c["json"])]
+
+
+def username_webhook(name: str) -> tuple[str, bytes, dict[str, Any]]:
+    """A stored payload shaped like Meta's documentation, with a fresh wamid (this pipeline
+    lives for the whole session): the bytes as Meta would send them."""
+    document = json.loads((EVENTS / "webhooks" / f"{name}.json").read_bytes())
+    message = document["entry"][0]["changes"][0]["value"]["messages"][0]
+    message["id"] = new_wamid("bsuid")
+    return message["id"], encode(document), message
+
+
+def test_a_user_known_only_by_a_username_gets_a_threaded_reply_at_the_bsuid(
+    pipeline: PipelineProcess,
+) -> None:
+    # Given a user who adopted a username: no `from`, no `wa_id`, only the BSUID
+    wamid, body, message = username_webhook("username_text_bsuid_only")
+    bsuid = message["from_user_id"]
+    assert "from" not in message
+    # When Meta delivers their message
+    status, answer = pipeline.post(body)
+    assert (status, json.loads(answer)) == (200, {"queued": 1})
+    calls = pipeline.wait_for(lambda calls: bool(reads(calls, wamid) and replies(calls, wamid)))
+    # Then it is read and answered in its thread, at the BSUID (`recipient`, never `to`), from
+    # the number that received it, with the contact's name filled in
+    assert calls is not None, pipeline.output()
+    [reply] = replies(calls, wamid)
+    assert reply["json"]["recipient"] == bsuid
+    assert "to" not in reply["json"]
+    assert reply["json"]["context"] == {"message_id": wamid}
+    assert reply["path"] == f"/{pipeline.info['graph_api_version']}/106540352242922/messages"
+    # And the username change that follows is read, not answered, and the conversation goes on
+    change_wamid, change, _ = username_webhook("username_system_user_changed_user_id")
+    assert pipeline.post(change)[0] == 200
+    assert pipeline.wait_for(lambda calls: bool(reads(calls, change_wamid))) is not None
+    next_wamid, next_body, _ = username_webhook("username_text_bsuid_only")
+    assert pipeline.post(next_body)[0] == 200
+    assert pipeline.wait_for(lambda calls: bool(replies(calls, next_wamid))) is not None
+    assert replies(pipeline.wait_quiet(0.5), change_wamid) == []
+    assert bsuid not in pipeline.output()
 
 
 def test_a_rate_limited_reply_is_retried_until_it_goes_out(pipeline: PipelineProcess) -> None:

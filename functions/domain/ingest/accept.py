@@ -5,6 +5,7 @@ durably queued; anything less raises, so the entry point answers non-200 and Met
 """
 
 import json
+import math
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -68,9 +69,11 @@ def accept_delivery(
     credentials: CredentialSource,
     publisher: MessagePublisher,
     now: Callable[[], datetime],
+    remaining_seconds: Callable[[], float] = lambda: math.inf,
 ) -> DeliverySummary:
     """Verify, parse and queue one webhook POST. Raises before queueing anything if the body is
-    not authentic or not a webhook; raises `PublishFailed` if the queue did not take it all."""
+    not authentic or not a webhook; raises `PublishFailed` if the queue did not take it all in
+    the time `remaining_seconds()` leaves (the caller's deadline, less what answering takes)."""
     if not signature_header:
         raise SignatureRejected("the X-Hub-Signature-256 header is missing")
     if not is_well_formed(signature_header):
@@ -85,7 +88,7 @@ def accept_delivery(
     received_at = now()
     records = [QueuedRecord(received=m, received_at=received_at) for m in delivery.messages]
     if records:
-        publisher.publish(records)
+        publisher.publish(records, remaining_seconds=remaining_seconds)
     return summarize(delivery)
 
 

@@ -163,3 +163,19 @@ def test_a_well_formed_wrong_signature_refreshes_once() -> None:
     with pytest.raises(SignatureRejected, match="does not match"):
         accept(b.fixture_bytes("text"), "sha256=" + "a" * 64, creds, FakePublisher())
     assert creds.reads == 2  # the cached read, then one forced refresh
+
+
+def test_the_callers_deadline_reaches_the_publisher() -> None:
+    body = b.encode(b.webhook(b.change(messages=[b.message()])))
+    publisher = FakePublisher()
+
+    accept_delivery(
+        body,
+        sign(body, "app-secret"),
+        credentials=FakeCredentials(CREDS),
+        publisher=publisher,
+        now=lambda: NOW,
+        remaining_seconds=lambda: 4.25,
+    )
+
+    assert publisher.deadlines == [4.25]
