@@ -7,6 +7,10 @@
 
 The handlers are the very functions Lambda runs. Their JSON logs (and EMF metrics) go to files
 under `.local/logs/`; the console shows one line per pipeline event. Ctrl-C stops everything.
+
+It says Ready only once the consumer can load its reply rules (`local_pipeline/rules_watch.py`),
+and while Ready, `.local/pipeline.json` tells `make demo` and `make inspect-dlq` where it is
+(`local_pipeline/state.py`).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from local_pipeline.config import (
     AWS_ENV_TO_DROP,
     DEFAULT_APP_SECRET,
     LOCAL_AWS_ENV,
+    LOCAL_REGION,
     LocalConfig,
     LocalConfigError,
     local_function_arn,
@@ -53,7 +58,9 @@ from local_pipeline.console import Console
 from local_pipeline.emulator import Emulator, LocalResources, create_resources
 from local_pipeline.gateway import Exchange, Gateway, PortInUse
 from local_pipeline.poller import ENV_LOG_FILE, load_handler, warm_clients
+from local_pipeline.rules_watch import RulesWatch, describe, rules_path
 from local_pipeline.samples import encode, message_delivery, signed_curl, text_message
+from local_pipeline.state import PipelineState, remove_state, write_state
 
 WORKER_READY_TIMEOUT_SECONDS = 60.0
 WORKER_STOP_TIMEOUT_SECONDS = 10.0
@@ -297,6 +304,7 @@ class LocalPipeline:
             "fake_graph": self.graph is not None,
             "graph_api_version": self.config.graph_api_version,
             "aws_endpoint": resources.endpoint,
+            "secret_id": resources.secret_id,
             "queue_url": resources.queue_url,
             "dlq_url": resources.dlq_url,
             "table_name": resources.table_name,
@@ -352,6 +360,23 @@ def print_banner(pipeline: LocalPipeline) -> None:
     console.line(bold("Ready. Ctrl-C stops everything.", "bold"))
 
 
+def pipeline_state(pipeline: LocalPipeline) -> PipelineState:
+    """What `make demo` and `make inspect-dlq` need to find this pipeline (no secret value)."""
+    resources, gateway = pipeline.resources, pipeline.gateway
+    assert resources is not None
+    assert gateway is not None
+    return PipelineState(
+        pid=os.getpid(),
+        webhook_url=gateway.url,
+        aws_endpoint=resources.endpoint,
+        region=LOCAL_REGION,
+        secret_id=resources.secret_id,
+        queue_url=resources.queue_url,
+        dlq_url=resources.dlq_url,
+        consumer_log=str(pipeline.consumer_log.resolve()),
+    )
+
+
 def route_warnings_to(stream: IO[str]) -> None:
     """Python warnings (e.g. Powertools' "no metrics to publish") go to the log, not the
     console; real errors still reach stderr."""
@@ -388,6 +413,7 @@ def main() -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)  # a closed terminal: stop cleanly, state file too
     console.line("starting moto, the fake Graph API, the consumer worker and the gateway ...")
     try:
         pipeline.start()
@@ -398,11 +424,26 @@ def main() -> int:
     except BaseException:
         pipeline.stop()
         raise
-    print_banner(pipeline)
+    ready = threading.Event()
+    rules = RulesWatch(
+        rules_path(),
+        lambda problem: console.line(
+            console.paint(
+                describe(rules_path(), problem, ready=ready.is_set()),
+                "green" if problem is None else "red",
+            )
+        ),
+    )
     try:
-        while not stop.wait(0.5):
-            pass
+        if rules.wait_until_valid(stop):
+            print_banner(pipeline)
+            write_state(config.state_dir, pipeline_state(pipeline))
+            ready.set()
+            threading.Thread(target=rules.watch, args=(stop,), daemon=True).start()
+            while not stop.wait(0.5):
+                pass
     finally:
+        remove_state(config.state_dir, os.getpid())
         console.line("stopping ...")
         pipeline.stop()
         console.line("stopped: gateway, consumer worker, fake Graph API and moto are down.")

@@ -5,6 +5,7 @@ them reads only environment variables: no AWS call happens at import.
 """
 
 import functools
+import logging
 import os
 import warnings
 from collections.abc import Callable, Mapping
@@ -15,6 +16,21 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from functions.common.lambda_context import StandInContext
 from functions.common.names import DEFAULT_METRICS_NAMESPACE, ENV_METRICS_NAMESPACE
+
+# Libraries that log request and response bodies below WARNING: botocore logs GetSecretValue's
+# SecretString and SendMessageBatch's message bodies at DEBUG, urllib3 request lines. Lambda puts
+# the root logger at the function's application log level, so `LOG_LEVEL=DEBUG` would send them
+# all to CloudWatch; capped here, at import, whatever the root level (docs/decisions.md D33).
+LIBRARY_LOGGERS = ("boto3", "botocore", "s3transfer", "urllib3", "aws_xray_sdk")
+LIBRARY_LOG_LEVEL = logging.WARNING
+
+
+def quiet_library_loggers() -> None:
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(LIBRARY_LOG_LEVEL)
+
+
+quiet_library_loggers()
 
 logger = Logger()
 # Powertools raises on flush without a namespace; a missing variable must not cost a webhook.
@@ -50,13 +66,14 @@ def lambda_handler(*, correlation_id_path: str | None = None) -> Callable[[Handl
     the correlation id), then the metrics flush, then the trace.
 
     A caller that passes no Lambda context (a script, another test harness) gets a stand-in
-    instead of an AttributeError deep inside Powertools.
+    instead of an AttributeError deep inside Powertools. The event is never logged, whatever
+    `POWERTOOLS_LOGGER_LOG_EVENT` says: it holds message text, phone numbers and the verify token.
     """
 
     def decorate(handler: Handler) -> Handler:
         traced = tracer.capture_lambda_handler(capture_response=False)(handler)
         instrumented = logger.inject_lambda_context(
-            correlation_id_path=correlation_id_path, clear_state=True
+            correlation_id_path=correlation_id_path, clear_state=True, log_event=False
         )(metrics.log_metrics(traced))
 
         @functools.wraps(handler)

@@ -9,16 +9,22 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from functions.domain.whatsapp.queued_record import QueuedRecord
+from functions.domain.whatsapp.webhook import parse_delivery
 from local_pipeline.console import short_id
 from local_pipeline.samples import encode, message_delivery, new_wamid, status_delivery
+from local_pipeline.state import running_pipeline, state_file
 from tests.e2e.pipeline_process import (
     ACCESS_TOKEN,
+    APP_SECRET,
     REPO_ROOT,
+    START_TIMEOUT_SECONDS,
     VERIFY_TOKEN,
     Calls,
     PipelineProcess,
@@ -204,12 +210,20 @@ def test_a_rate_limited_reply_is_retried_until_it_goes_out(pipeline: PipelinePro
     )
 
 
-def test_make_demo_passes(pipeline: PipelineProcess) -> None:
-    port = pipeline.webhook_url.split(":")[2].split("/")[0]
+def test_make_demo_finds_the_pipeline_and_its_secret_and_passes(
+    pipeline: PipelineProcess,
+) -> None:
+    # Given only where `make run` keeps its state: no PORT (it picked a free one), and not the
+    # app secret it was started with (not the default)
+    env = {
+        key: value
+        for key, value in pipeline_env(pipeline.state_dir).items()
+        if key != "PORT" and not key.startswith("WHATSAPP_")
+    }
     demo = subprocess.run(
         [sys.executable, "-m", "local_pipeline.demo"],
         cwd=REPO_ROOT,
-        env=pipeline_env(pipeline.state_dir, PORT=port),
+        env=env,
         capture_output=True,
         text=True,
         timeout=120,
@@ -229,6 +243,74 @@ def test_port_in_use_is_a_clear_error_not_a_traceback(
     assert "Traceback" not in second.stderr
 
 
+def test_the_state_file_says_where_the_pipeline_is_and_holds_no_secret(
+    pipeline: PipelineProcess,
+) -> None:
+    text = state_file(pipeline.state_dir).read_text(encoding="utf-8")
+    state = running_pipeline(pipeline.state_dir)
+    assert state.webhook_url == pipeline.webhook_url
+    assert state.aws_endpoint == pipeline.info["aws_endpoint"]
+    assert state.dlq_url == pipeline.info["dlq_url"]
+    for secret in (APP_SECRET, VERIFY_TOKEN, ACCESS_TOKEN):
+        assert secret not in text
+
+
+def test_inspect_dlq_and_redrive_work_against_make_run(pipeline: PipelineProcess) -> None:
+    # Given a message the consumer answered, whose record then lands in the DLQ (moto)
+    from local_pipeline.emulator import aws_client
+
+    wamid, body = text_webhook("16505550106", text="hi, please keep this private")
+    assert pipeline.post(body)[0] == 200
+    assert pipeline.wait_for(lambda calls: bool(replies(calls, wamid))) is not None
+    record = QueuedRecord(
+        received=parse_delivery(json.loads(body)).messages[0],
+        received_at=datetime.now(UTC),
+    )
+    aws_client("sqs", pipeline.info["aws_endpoint"]).send_message(
+        QueueUrl=pipeline.info["dlq_url"],
+        MessageBody=record.to_json(),
+        MessageGroupId="e2e-dlq",
+        MessageDeduplicationId=uuid.uuid4().hex,
+    )
+    env = pipeline_env(pipeline.state_dir)
+
+    # When the operator runs `make inspect-dlq` with nothing but the state directory
+    inspect = subprocess.run(
+        [sys.executable, "-m", "tools.dlq", "inspect", "--why"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    # Then it lists the local DLQ, masked, and says where the consumer's log is
+    assert inspect.returncode == 0, inspect.stderr
+    assert "Local pipeline (`make run`" in inspect.stdout
+    assert f"wamid={wamid}" in inspect.stdout
+    assert "from=*******0106" in inspect.stdout
+    assert "16505550106" not in inspect.stdout
+    assert "keep this private" not in inspect.stdout
+    assert "What the consumer logged" in inspect.stdout
+    assert '"result": "replied"' in inspect.stdout
+
+    # ...and `make redrive` says in one line why it cannot, and what to do
+    redrive = subprocess.run(
+        [sys.executable, "-m", "tools.dlq", "redrive"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert redrive.returncode == 2
+    [line] = redrive.stderr.splitlines()
+    assert "does not implement StartMessageMoveTask" in line
+    assert "Traceback" not in redrive.stderr
+
+
 def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
     # Given a running pipeline (its own, so this test can watch it go)
     marker_dir = tmp_path / f"state-{uuid.uuid4().hex[:8]}"
@@ -241,7 +323,42 @@ def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
     assert exit_code == 0, running.stderr
     assert "stopped:" in running.output()
     assert processes_with_env(marker) == []
+    assert not state_file(marker_dir).exists()  # `make demo` will not look for it
     assert "Traceback" not in running.stderr
+
+
+def test_broken_reply_rules_hold_ready_until_the_file_is_fixed(tmp_path: Path) -> None:
+    # Given REPLY_RULES_PATH naming a rules file whose first rule has an impossible reply
+    from functions.consumer.wiring import DEFAULT_RULES_PATH
+
+    rules = tmp_path / "rules.json"
+    document = json.loads(DEFAULT_RULES_PATH.read_text(encoding="utf-8"))
+    assert document["rules"][0]["name"] == "greeting"
+    document["rules"][0]["reply"] = {"type": "carrier-pigeon"}
+    rules.write_text(json.dumps(document), encoding="utf-8")
+
+    # When `make run` starts
+    running = PipelineProcess(tmp_path / "state", REPLY_RULES_PATH=str(rules)).start(wait=False)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while "not Ready" not in running.output() and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+        # Then it says, in one line, which rule is wrong and how, and does not say Ready
+        [line] = [line for line in running.output().splitlines() if "not Ready" in line]
+        assert "rule 'greeting'" in line
+        assert "carrier-pigeon" in line
+        assert not any(line.startswith("Ready.") for line in running.output().splitlines())
+        assert not state_file(tmp_path / "state").exists()
+
+        # ...and once the file is fixed it goes on: Ready, and the pipeline answers
+        rules.write_text(DEFAULT_RULES_PATH.read_text(encoding="utf-8"), encoding="utf-8")
+        running.wait_ready()
+        assert "reply rules OK again" in running.output()
+        assert state_file(tmp_path / "state").exists()
+    finally:
+        assert running.interrupt() == 0
+    assert "Traceback" not in running.stderr + running.output()
 
 
 def test_graph_api_url_sends_the_consumer_elsewhere(tmp_path: Path) -> None:
