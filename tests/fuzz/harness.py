@@ -420,15 +420,16 @@ def expected_messages(document: object) -> list[ExpectedMessage]:
     `field` is `messages`, in a delivery whose `object` is WhatsApp's; malformed pieces around it
     (non-object entries, changes, values; non-list containers) are skipped without costing it.
     Where the contract is silent this follows the reading that loses nothing, and says so:
-    - a change without `field` is taken as `messages` (Meta always sends it);
-    - a delivery without `object` is read (Meta always sends it);
+    - a change without `field` is taken as `messages` (Meta always sends it); a `field` of null
+      is a field other than `messages`;
+    - a delivery without `object`, or with `"object": null`, is read (Meta always sends it);
     - `metadata.phone_number_id` may be a JSON number (written as its decimal text).
     The one deliberate drop: a message whose change has no `metadata.phone_number_id` has no
     business number to be answered from, so it is skipped as malformed (contract step 5).
     """
     if not isinstance(document, dict):
         return []
-    if document.get("object", WHATSAPP_OBJECT) != WHATSAPP_OBJECT:
+    if document.get("object") not in (None, WHATSAPP_OBJECT):
         return []
     found: list[ExpectedMessage] = []
     for entry in _list(document.get("entry")):
