@@ -42,7 +42,11 @@ SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
 
 # SQS allows 1-128 characters of alphanumerics and punctuation in group and deduplication ids.
-_SQS_ID = re.compile(r"^[!-~]{1,128}$")
+# Used with fullmatch: `$` would also accept a final newline, which SQS refuses.
+_SQS_ID = re.compile(r"[!-~]{1,128}")
+# Hashing must take any string JSON can carry: a `\ud800` escape decodes to a lone surrogate,
+# which strict UTF-8 cannot encode. For every other string the bytes are plain UTF-8's.
+_ANY_STRING = "surrogatepass"
 
 
 class UnreadableRecord(ValueError):
@@ -68,21 +72,21 @@ class QueuedRecord:
         message with no sender at all gets a group of its own.
         """
         sender = self.received.conversation_key or f"wamid:{self.wamid}"
-        digest = hashlib.sha256(sender.encode("utf-8")).hexdigest()[:32]
+        digest = hashlib.sha256(sender.encode("utf-8", _ANY_STRING)).hexdigest()[:32]
         business = self.received.business.phone_number_id
         candidate = f"{business}:{digest}"
         return (
             candidate
-            if _SQS_ID.match(candidate)
-            else hashlib.sha256(candidate.encode()).hexdigest()
+            if _SQS_ID.fullmatch(candidate)
+            else hashlib.sha256(candidate.encode("utf-8", _ANY_STRING)).hexdigest()
         )
 
     @property
     def deduplication_id(self) -> str:
         """The wamid itself when SQS accepts it, so a redelivered webhook is dropped by SQS."""
-        if _SQS_ID.match(self.wamid):
+        if _SQS_ID.fullmatch(self.wamid):
             return self.wamid
-        return hashlib.sha256(self.wamid.encode("utf-8")).hexdigest()
+        return hashlib.sha256(self.wamid.encode("utf-8", _ANY_STRING)).hexdigest()
 
     def to_json(self) -> str:
         business = self.received.business
