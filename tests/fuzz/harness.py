@@ -202,11 +202,11 @@ def _invalid_entry(entry: Mapping[str, Any]) -> str | None:
 
 
 class FixedCredentials:
-    """`CredentialSource` that always holds the test secret (a refresh finds the same one)."""
+    """`CredentialSource` that always holds one secret (a refresh finds the same one)."""
 
-    def __init__(self) -> None:
+    def __init__(self, app_secret: str = APP_SECRET) -> None:
         self.credentials = WhatsAppCredentials(
-            app_secret=APP_SECRET, verify_token=VERIFY_TOKEN, access_token=ACCESS_TOKEN
+            app_secret=app_secret, verify_token=VERIFY_TOKEN, access_token=ACCESS_TOKEN
         )
 
     def current(self) -> WhatsAppCredentials:
@@ -227,10 +227,12 @@ class Invocation:
 
 
 @contextmanager
-def in_memory_ingest(queue: InMemoryFifoQueue | None = None) -> Iterator[InMemoryFifoQueue]:
-    """The ingest's wiring pointed at an in-memory queue and the fixed credentials."""
+def in_memory_ingest(
+    queue: InMemoryFifoQueue | None = None, app_secret: str = APP_SECRET
+) -> Iterator[InMemoryFifoQueue]:
+    """The ingest's wiring pointed at an in-memory queue and fixed credentials."""
     fifo = queue if queue is not None else InMemoryFifoQueue()
-    credentials = FixedCredentials()
+    credentials = FixedCredentials(app_secret)
 
     def publisher() -> SqsFifoPublisher:
         # Built per invocation, as the real wiring does; the queue's fake client outlives it.
@@ -243,9 +245,11 @@ def in_memory_ingest(queue: InMemoryFifoQueue | None = None) -> Iterator[InMemor
         yield fifo
 
 
-def invoke(event: object, queue: InMemoryFifoQueue | None = None) -> Invocation:
+def invoke(
+    event: object, queue: InMemoryFifoQueue | None = None, *, app_secret: str = APP_SECRET
+) -> Invocation:
     """One call of the real entry point; any exception out of it fails the test as it is."""
-    with in_memory_ingest(queue) as fifo:
+    with in_memory_ingest(queue, app_secret) as fifo:
         response = handler(event, frozen_context())  # type: ignore[arg-type]
     return Invocation(event=event, response=response, queue=fifo)
 
