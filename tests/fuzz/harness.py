@@ -45,9 +45,10 @@ FIXTURE_DIRS = (
 REAL_DELIVERY = Path("/work/shared/fixtures/real/meta_signed_text.json")
 
 
-def fuzz_settings(max_examples: int) -> settings:
+def fuzz_settings(max_examples: int, *, shares_fixtures: bool = False) -> settings:
     """Deterministic (the seed comes from the test's name), no example database, no deadline
-    (the machine is shared: speed is never judged here)."""
+    (the machine is shared: speed is never judged here). `shares_fixtures`: the examples use a
+    function-scoped fixture (moto's secret and client) on purpose, each with its own queue."""
     return settings(
         max_examples=max_examples,
         derandomize=True,
@@ -59,6 +60,7 @@ def fuzz_settings(max_examples: int) -> settings:
             HealthCheck.data_too_large,
             HealthCheck.large_base_example,
             HealthCheck.filter_too_much,
+            *([HealthCheck.function_scoped_fixture] if shares_fixtures else []),
         ],
     )
 
