@@ -9,7 +9,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from hypothesis import strategies as st
 
@@ -267,6 +267,13 @@ valid_deliveries: st.SearchStrategy[Any] = st.one_of(
 # --- mutations ------------------------------------------------------------------------------------
 
 Path = tuple[str | int, ...]
+T = TypeVar("T")
+
+
+class Draw(Protocol):
+    """What the helpers below draw with: a composite's `draw` or a test's `data.draw`."""
+
+    def __call__(self, strategy: st.SearchStrategy[T], /) -> T: ...
 
 
 def _paths(node: Any, path: Path = ()) -> list[Path]:
@@ -307,20 +314,20 @@ def _retyped(value: Any) -> Any:
 OPERATIONS = ("delete", "replace", "retype", "null", "duplicate", "add_key", "rename", "wrap")
 
 
-@st.composite
-def mutated(draw: st.DrawFn, document: Any) -> Any:
+def mutate(draw: Draw, document: Any) -> Any:
     """`document` after 1-5 random edits anywhere in it."""
     document = copy.deepcopy(document)
     for _ in range(draw(st.integers(1, 5))):
         paths = _paths(document)
         if not paths:
             break
-        path = draw(st.sampled_from(paths))
+        # Indices, not sampled_from(paths): integers(0, n) is cached, a fresh strategy is not.
+        path = paths[draw(st.integers(0, len(paths) - 1))]
         _edit(draw, _parent(document, path), path[-1], draw(st.sampled_from(OPERATIONS)))
     return document
 
 
-def _edit(draw: st.DrawFn, parent: Any, key: Any, operation: str) -> None:
+def _edit(draw: Draw, parent: Any, key: Any, operation: str) -> None:
     if operation == "delete":
         del parent[key]
     elif operation == "replace":
@@ -330,7 +337,7 @@ def _edit(draw: st.DrawFn, parent: Any, key: Any, operation: str) -> None:
     elif operation == "null":
         parent[key] = None
     elif operation == "wrap":
-        parent[key] = draw(st.sampled_from(([parent[key]], {"value": parent[key]})))
+        parent[key] = [parent[key]] if draw(st.booleans()) else {"value": parent[key]}
     elif operation == "duplicate":
         if isinstance(parent, list):
             parent.insert(draw(st.integers(0, len(parent))), copy.deepcopy(parent[key]))
@@ -344,11 +351,16 @@ def _edit(draw: st.DrawFn, parent: Any, key: Any, operation: str) -> None:
         parent[draw(st.sampled_from(WEBHOOK_KEYS))] = parent.pop(key)
 
 
-mutated_deliveries: st.SearchStrategy[Any] = valid_deliveries.flatmap(mutated)
-
-
 @st.composite
-def serialized(draw: st.DrawFn, document: Any) -> bytes:
+def _mutated_deliveries(draw: st.DrawFn) -> Any:
+    return mutate(draw, draw(valid_deliveries))
+
+
+# Built once (a flatmap would build and validate a new strategy for every example).
+mutated_deliveries: st.SearchStrategy[Any] = _mutated_deliveries()
+
+
+def serialize(draw: Draw, document: Any) -> bytes:
     """The document as some producer might write it: compact or spaced, escaped or raw UTF-8,
     sometimes with a duplicate key at the front of an object (the later one wins)."""
     text = json.dumps(
@@ -366,6 +378,15 @@ def serialized(draw: st.DrawFn, document: Any) -> bytes:
             closing = "" if text[at:].lstrip().startswith("}") else ","
             text = f"{text[:at]}{duplicate}:{shadowed}{closing}{text[at:]}"
     return text.encode("utf-8", "surrogatepass")
+
+
+@st.composite
+def _bodies(draw: st.DrawFn, documents: st.SearchStrategy[Any]) -> bytes:
+    return serialize(draw, draw(documents))
+
+
+valid_bodies = _bodies(valid_deliveries)
+mutated_bodies = _bodies(mutated_deliveries)
 
 
 # --- hostile bodies -------------------------------------------------------------------------------
@@ -440,7 +461,7 @@ hostile_bodies: st.SearchStrategy[bytes] = st.one_of(
     any_json.map(lambda value: json.dumps(value).encode("ascii")),
     st.sampled_from(FIXTURE_BODIES),
     weird_fixture_body(),
-    mutated_deliveries.flatmap(serialized),
+    mutated_bodies,
     st.builds(
         deep,
         st.sampled_from(DEPTHS),
@@ -482,8 +503,7 @@ WRONG_KEYS = (
 )
 
 
-@st.composite
-def forged_signature(draw: st.DrawFn, body: bytes) -> str:  # noqa: PLR0911 - one per kind
+def forged_signature(draw: Draw, body: bytes) -> str:  # noqa: PLR0911 - one per kind
     """A header value that is NOT the HMAC-SHA256 of `body` under the app secret."""
     genuine = sign(body, APP_SECRET)
     digest = genuine.removeprefix("sha256=")
@@ -535,9 +555,8 @@ NOISE_HEADERS = {
 }
 
 
-@st.composite
 def header_layout(
-    draw: st.DrawFn, values: list[str]
+    draw: Draw, values: list[str]
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """(headers, multiValueHeaders) carrying each of `values` as the signature header, under a
     name in any case, in either map or both; with ordinary headers around them."""

@@ -66,7 +66,7 @@ def check_parsed(document: Any) -> WebhookDelivery:
     return delivery
 
 
-@fuzz_settings(max_examples=500)
+@fuzz_settings(max_examples=300)
 @given(any_json)
 @example(None)
 @example([])
@@ -78,13 +78,13 @@ def test_any_json_value(document: Any) -> None:
     check_parsed(document)
 
 
-@fuzz_settings(max_examples=500)
+@fuzz_settings(max_examples=250)
 @given(st.one_of(valid_deliveries, mutated_deliveries))
 def test_valid_and_mutated_deliveries(document: Any) -> None:
     check_parsed(document)
 
 
-@fuzz_settings(max_examples=300)
+@fuzz_settings(max_examples=200)
 @given(json_values(keys=st.sampled_from(WEBHOOK_KEYS), max_leaves=40))
 def test_documents_made_of_meta_keys(document: Any) -> None:
     check_parsed(document)
