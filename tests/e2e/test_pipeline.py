@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from local_pipeline.console import short_id
+from local_pipeline.run import INGEST_ENVIRONMENTS
 from local_pipeline.samples import encode, message_delivery, new_wamid, status_delivery
 from tests.e2e.pipeline_process import (
     ACCESS_TOKEN,
@@ -193,7 +194,8 @@ def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
     marker_dir = tmp_path / f"state-{uuid.uuid4().hex[:8]}"
     running = PipelineProcess(marker_dir).start()
     marker = f"LOCAL_STATE_DIR={marker_dir}"
-    assert len(processes_with_env(marker)) == 2  # make run and its consumer worker
+    # make run, moto's server, the consumer worker and the ingest's execution environments
+    assert len(processes_with_env(marker)) == 3 + INGEST_ENVIRONMENTS
     # When Ctrl-C
     exit_code = running.interrupt()
     # Then it exits cleanly and leaves no process behind
