@@ -43,7 +43,7 @@ class Sizes:
 
 
 FULL = Sizes(15, 15, 2000, 7, 2000, 200, 8, 30.0)
-QUICK = Sizes(2, 1, 30, 1, 40, 8, 4, 15.0)
+QUICK = Sizes(2, 1, 30, 1, 24, 6, 3, 15.0)
 
 
 @dataclass(frozen=True)

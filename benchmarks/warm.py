@@ -95,7 +95,7 @@ def consumer_batch(
     for call in graph.sent_messages():
         document = call.json if isinstance(call.json, dict) else {}
         wamid = (document.get("context") or {}).get("message_id")
-        if wamid in wamids and call.answer == "ok":
+        if isinstance(wamid, str) and wamid in wamids and call.answer == "ok":
             replies[wamid] += 1
     if set(replies) != wamids or any(count != 1 for count in replies.values()):
         raise RuntimeError("the consumer batches did not answer every message exactly once")
