@@ -54,6 +54,7 @@ def ingest_vs_pywa(runner: Runner, rounds: int, xray_port: int, aws: Aws) -> dic
                 "floor_median_us": medians["pywa"],
                 "rounds": rounds,
                 "settings": "LOG_LEVEL INFO, metrics on, tracing on; queue port in memory",
+                "delivery_of_1000_messages": result["large_delivery"],
                 "method": "median of per-round ratios (ours ÷ pywa), one process, rotating order",
             },
         },

@@ -23,11 +23,15 @@ def sender_number(index: int) -> str:
     return f"1650555{index:04d}"
 
 
-def delivery(messages: Sequence[tuple[str, str]], *, timestamp: str = "1764061200") -> bytes:
-    """One webhook body: one change per (wamid, sender), compact and ASCII-escaped like Meta's.
+def delivery(messages: Sequence[tuple[str, str]]) -> bytes:
+    """One webhook body: one change per (wamid, sender), compact and ASCII-escaped like Meta's."""
+    return delivery_of_changes([[message] for message in messages])
 
-    Contacts carry the 2026 `user_id` (BSUID) next to `wa_id`: pywa 4.5 requires it."""
-    changes = [
+
+def delivery_of_changes(changes: Sequence[Sequence[tuple[str, str]]]) -> bytes:
+    """One webhook body with a change per list of (wamid, sender); a change's contact is its
+    first sender. Contacts carry the 2026 `user_id` (BSUID) next to `wa_id`: pywa 4.5 needs it."""
+    documents = [
         {
             "field": "messages",
             "value": {
@@ -37,24 +41,29 @@ def delivery(messages: Sequence[tuple[str, str]], *, timestamp: str = "176406120
                     "phone_number_id": PHONE_NUMBER_ID,
                 },
                 "contacts": [
-                    {"profile": {"name": "Ana"}, "wa_id": sender, "user_id": f"US.{sender}"}
+                    {
+                        "profile": {"name": "Ana"},
+                        "wa_id": messages[0][1],
+                        "user_id": f"US.{messages[0][1]}",
+                    }
                 ],
                 "messages": [
                     {
                         "from": sender,
                         "id": wamid,
-                        "timestamp": timestamp,
+                        "timestamp": "1764061200",
                         "type": "text",
                         "text": {"body": TEXT},
                     }
+                    for wamid, sender in messages
                 ],
             },
         }
-        for wamid, sender in messages
+        for messages in changes
     ]
     document = {
         "object": "whatsapp_business_account",
-        "entry": [{"id": WABA_ID, "changes": changes}],
+        "entry": [{"id": WABA_ID, "changes": documents}],
     }
     return json.dumps(document, separators=(",", ":")).encode("ascii")
 
