@@ -149,6 +149,7 @@ class ExecutionEnvironments:
         self._idle: list[_Environment] = []
         self._count = 0  # idle + busy + starting
         self._closed = False
+        self._failed_start: str | None = None  # a replacement's init failed: one waiter hears it
         self._changed = threading.Condition()
 
     def start(self) -> None:
@@ -170,9 +171,10 @@ class ExecutionEnvironments:
         """A replacement environment, once it is ready."""
         try:
             environment.wait_ready()
-        except InvocationFailed:
+        except InvocationFailed as error:
             with self._changed:
                 self._count -= 1
+                self._failed_start = str(error)
                 self._changed.notify_all()
             return
         with self._changed:
@@ -187,6 +189,9 @@ class ExecutionEnvironments:
             while not self._idle:
                 if self._closed:
                     raise InvocationFailed("the function's environments are shut down")
+                if self._failed_start is not None:  # Lambda fails the invocation of an init error
+                    failure, self._failed_start = self._failed_start, None
+                    raise InvocationFailed(failure)
                 if self._count < self._max:
                     self._count += 1
                     fresh = _Environment(self._spec, self._log_path)

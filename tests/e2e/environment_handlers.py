@@ -10,6 +10,11 @@ from typing import Any
 # Module-level state, as Powertools keeps: one per execution environment.
 INVOCATIONS: list[str] = []
 
+# An init phase that fails once this file exists (a broken deployment, for the tests).
+_BROKEN_MARKER = os.environ.get("TEST_ENVIRONMENT_BROKEN_IF")
+if _BROKEN_MARKER and Path(_BROKEN_MARKER).exists():
+    raise RuntimeError("init failed on purpose")
+
 
 def remember(event: dict[str, Any], context: Any) -> dict[str, Any]:
     INVOCATIONS.append(event["name"])

@@ -96,6 +96,24 @@ def test_an_invocation_past_the_timeout_fails_and_a_new_environment_takes_over(
     assert pool.invoke({"seconds": 0})["pid"] != first["pid"]
 
 
+def test_a_replacement_that_fails_its_init_fails_the_waiting_invocation(
+    pool_of: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a pool whose only environment is lost to a timeout, and an init that now fails
+    marker = tmp_path / "broken"
+    monkeypatch.setenv("TEST_ENVIRONMENT_BROKEN_IF", str(marker))
+    pool = pool_of("sleep", 1, timeout_seconds=0.2)
+    with pytest.raises(InvocationFailed, match="timed out"):
+        pool.invoke({"seconds": 30})
+    marker.touch()
+    # Then the next invocation fails with the init error instead of waiting for ever
+    with pytest.raises(InvocationFailed, match="died starting"):
+        pool.invoke({"seconds": 0})
+    # And once the deployment is fixed, a new environment serves again
+    marker.unlink()
+    assert "pid" in pool.invoke({"seconds": 0})
+
+
 def test_a_handler_that_cannot_be_imported_is_a_start_error(tmp_path: Path) -> None:
     pool = ExecutionEnvironments(
         spec("no_such_handler"), log_path=tmp_path / "function.log", environments=1
