@@ -205,6 +205,7 @@ def serve(port: int = 0, *, wrap: Callable[[WsgiApp], WsgiApp] | None = None) ->
         module_names = tuple(backends.list_of_moto_modules())
         backends.list_of_moto_modules = lambda: module_names
     _fast_sqs_clock()
+    _fast_sqs_retention_check()
 
     class RequestHandler(MotoRequestHandler):
         # werkzeug writes the headers and the body in two sends: without TCP_NODELAY the body
@@ -247,6 +248,29 @@ def _fast_sqs_clock() -> None:
 
     setattr(models, "unix_time", unix_time)  # noqa: B010 - moto does not export these names
     setattr(models, "unix_time_millis", unix_time_millis)  # noqa: B010
+
+
+def _fast_sqs_retention_check() -> None:
+    """moto's ReceiveMessage checks each message it looks at against the queue's retention
+    period by building every queue attribute (counting the queue's messages) three times: a
+    receive cost O(depth²), 30-70 ms on a queue a few hundred deep. Same check, from the one
+    attribute it needs."""
+    from moto.sqs.models import SQSBackend
+
+    if not callable(getattr(SQSBackend, "is_message_valid_based_on_retention_period", None)):
+        return
+
+    def is_message_valid_based_on_retention_period(
+        self: Any, queue_name: str, message: Any
+    ) -> bool:
+        retention_seconds = int(self.get_queue(queue_name).message_retention_period)
+        return bool(retention_seconds + message.sent_timestamp / 1000 > time.time())
+
+    setattr(  # noqa: B010 - replacing a method of moto's class
+        SQSBackend,
+        "is_message_valid_based_on_retention_period",
+        is_message_valid_based_on_retention_period,
+    )
 
 
 class Emulator:
