@@ -258,6 +258,7 @@ def consumer_batch(template_path: Path, batches: int, conversations: int) -> dic
     count_calls(counts)
     module = importlib.import_module(HANDLER_MODULES["consumer"])
     batch_ms: list[float] = []
+    batch_cpu_ms: list[float] = []  # the handler's process, all threads
     measured_wamids: list[str] = []
     before: Counter[str] = Counter()
     for batch in range(batches + 1):
@@ -272,17 +273,19 @@ def consumer_batch(template_path: Path, batches: int, conversations: int) -> dic
         )
         if batch == 1:
             before = Counter(counts)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         answer = invoke(module.handler, event, "consumer")
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         check_answer("consumer", answer)
         if batch:
             batch_ms.append(elapsed * 1000)
+            batch_cpu_ms.append(cpu * 1000)
             measured_wamids.extend(wamids)
     during = counts - before
     return {
         "batch_ms": batch_ms,
         "median_batch_ms": statistics.median(batch_ms),
+        "median_batch_cpu_ms": statistics.median(batch_cpu_ms),
         "wamids": measured_wamids,
         "calls": dict(during),
     }

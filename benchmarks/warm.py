@@ -111,6 +111,8 @@ def consumer_batch(
                 "floor": "ideal: 2 Graph calls of 50 ms in sequence",
                 "floor_ms": IDEAL_BATCH_MS,
                 "batch_ms": [round(ms, 1) for ms in result["batch_ms"]],
+                # CPU the consumer's process spent per batch: what one GIL has to serialise
+                "median_batch_cpu_ms": round(result["median_batch_cpu_ms"], 1),
                 "conversations_per_batch": CONVERSATIONS,
                 "store_latency_ms": STORE_LATENCY_MS,
                 "method": "median of warm batches after one warm-up batch",
