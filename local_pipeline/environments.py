@@ -150,11 +150,20 @@ class ExecutionEnvironments:
         self._count = 0  # idle + busy + starting
         self._closed = False
         self._failed_start: str | None = None  # a replacement's init failed: one waiter hears it
+        self._starting: list[_Environment] = []
         self._changed = threading.Condition()
 
     def start(self) -> None:
         """Every environment, started together; returns once all are ready."""
-        starting = [_Environment(self._spec, self._log_path) for _ in range(self._max)]
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        """Start every environment's process; `wait_ready()` then waits for their init."""
+        self._starting = [_Environment(self._spec, self._log_path) for _ in range(self._max)]
+
+    def wait_ready(self) -> None:
+        starting, self._starting = self._starting, []
         try:
             for environment in starting:
                 environment.wait_ready()
@@ -229,8 +238,9 @@ class ExecutionEnvironments:
         with self._changed:
             self._closed = True
             idle, self._idle = self._idle, []
+            starting, self._starting = self._starting, []
             self._changed.notify_all()
-        for environment in idle:
+        for environment in [*idle, *starting]:
             environment.close()
 
 

@@ -130,10 +130,7 @@ class LocalPipeline:
             log_path=self.ingest_log,
             environments=INGEST_ENVIRONMENTS,
         )
-        try:
-            self.ingest.start()
-        except InvocationFailed as error:
-            raise StartupError(f"the ingest function did not start: {error}") from None
+        self.ingest.launch()  # they start while the consumer worker does
         graph_url = config.graph_api_url
         if graph_url is None:
             from local_pipeline.fake_graph import FakeGraphApi
@@ -151,6 +148,10 @@ class LocalPipeline:
             graph_url = str(self.graph.url)
             self._spawn(self._watch_graph, "graph-watcher")
         self._start_worker(environment, graph_url)
+        try:
+            self.ingest.wait_ready()
+        except InvocationFailed as error:
+            raise StartupError(f"the ingest function did not start: {error}") from None
 
         self.gateway.serve()
 
