@@ -98,7 +98,7 @@ $(VENV)/.bench-installed: $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt ".[bench]"
 	@touch $@
 
-bench: $(STAMP) $(VENV)/.bench-installed ## speed and memory benchmarks (ratios, one run)
+bench: $(STAMP) $(VENV)/.bench-installed ## every performance figure in one run: the table, bench/results.json
 	$(PY) -m benchmarks
 
 lock: ## re-resolve constraints.txt from pyproject.toml (then review the diff)

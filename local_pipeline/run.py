@@ -1,7 +1,9 @@
 """`make run`: the whole pipeline on this machine, on loopback, with no AWS account.
 
-    moto's server (queue + DLQ + table + secret, named and sized as the stack creates them)
-    gateway  127.0.0.1:$PORT/webhook -> functions.ingest.app.handler (in this process)
+    moto's server, own process (queue + DLQ + table + secret, named and sized as the stack
+             creates them)
+    gateway  127.0.0.1:$PORT/webhook -> functions.ingest.app.handler, in execution environments
+             (processes: up to INGEST_ENVIRONMENTS invocations at once, one each)
     worker   child process: SQS event source -> functions.consumer.app.handler
     fake Graph API (or the real one: GRAPH_API_URL)
 
@@ -29,7 +31,6 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from functions.common.lambda_context import StandInContext
 from functions.common.names import (
     CONSUMER_SERVICE,
     DEFAULT_METRICS_NAMESPACE,
@@ -52,12 +53,12 @@ from local_pipeline.config import (
     LOCAL_REGION,
     LocalConfig,
     LocalConfigError,
-    local_function_arn,
 )
 from local_pipeline.console import Console
 from local_pipeline.emulator import Emulator, LocalResources, create_resources
+from local_pipeline.environments import ExecutionEnvironments, FunctionSpec, InvocationFailed
 from local_pipeline.gateway import Exchange, Gateway, PortInUse
-from local_pipeline.poller import ENV_LOG_FILE, load_handler, warm_clients
+from local_pipeline.poller import ENV_LOG_FILE
 from local_pipeline.rules_watch import RulesWatch, describe, rules_path
 from local_pipeline.samples import encode, message_delivery, signed_curl, text_message
 from local_pipeline.state import PipelineState, remove_state, write_state
@@ -65,6 +66,9 @@ from local_pipeline.state import PipelineState, remove_state, write_state
 WORKER_READY_TIMEOUT_SECONDS = 60.0
 WORKER_STOP_TIMEOUT_SECONDS = 10.0
 INGEST_FUNCTION_NAME = "whatsapp-relay-ingest-local"
+# Concurrent ingest invocations: Lambda would scale further, but on a laptop's few cores more
+# processes only share the same CPU (and each costs its start-up).
+INGEST_ENVIRONMENTS = 4
 
 
 class StartupError(RuntimeError):
@@ -98,7 +102,7 @@ class LocalPipeline:
         self._worker_lock = threading.Lock()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._ingest_handler: Any = None
+        self.ingest: ExecutionEnvironments | None = None
         config.log_dir.mkdir(parents=True, exist_ok=True)
         self.ingest_log = config.log_dir / "ingest.log"
         self.consumer_log = config.log_dir / "consumer.log"
@@ -122,9 +126,19 @@ class LocalPipeline:
         for name in AWS_ENV_TO_DROP:
             os.environ.pop(name, None)
         os.environ.update({**environment, ENV_SERVICE_NAME: INGEST_SERVICE})
-        # Imported once the environment is the function's (Powertools reads it at import).
-        self._ingest_handler = load_handler(INGEST_HANDLER)
-        warm_clients("sqs", "secretsmanager")
+        # Started once the environment is the function's (its processes inherit it).
+        self.ingest = ExecutionEnvironments(
+            FunctionSpec(
+                handler=INGEST_HANDLER,
+                function_name=INGEST_FUNCTION_NAME,
+                timeout_seconds=INGEST_TIMEOUT_SECONDS,
+                memory_mb=INGEST_MEMORY_MB,
+                warm_services=("sqs", "secretsmanager"),
+            ),
+            log_path=self.ingest_log,
+            environments=INGEST_ENVIRONMENTS,
+        )
+        self.ingest.launch()  # they start while the consumer worker does
         graph_url = config.graph_api_url
         if graph_url is None:
             from local_pipeline.fake_graph import FakeGraphApi
@@ -142,6 +156,10 @@ class LocalPipeline:
             graph_url = str(self.graph.url)
             self._spawn(self._watch_graph, "graph-watcher")
         self._start_worker(environment, graph_url)
+        try:
+            self.ingest.wait_ready()
+        except InvocationFailed as error:
+            raise StartupError(f"the ingest function did not start: {error}") from None
 
         self.gateway.serve()
 
@@ -149,6 +167,8 @@ class LocalPipeline:
         self._stopping.set()
         if self.gateway is not None:
             self.gateway.stop()
+        if self.ingest is not None:
+            self.ingest.close()
         self._stop_worker()
         for thread in self._threads:
             thread.join(timeout=5)
@@ -168,13 +188,8 @@ class LocalPipeline:
         self.stop()
 
     def _invoke_ingest(self, event: dict[str, Any]) -> Any:
-        context = StandInContext(
-            function_name=INGEST_FUNCTION_NAME,
-            invoked_function_arn=local_function_arn(INGEST_FUNCTION_NAME),
-            timeout_seconds=INGEST_TIMEOUT_SECONDS,
-            memory_limit_in_mb=INGEST_MEMORY_MB,
-        )
-        return self._ingest_handler(event, context)
+        assert self.ingest is not None
+        return self.ingest.invoke(event)
 
     # --- the consumer worker -----------------------------------------------------------------
 
