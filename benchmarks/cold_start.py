@@ -133,6 +133,7 @@ def function_env(
     if function == CONSUMER:
         settings.update(
             {
+                "DEAD_LETTER_QUEUE_URL": aws.create_queue(),
                 "IDEMPOTENCY_TABLE": table,
                 "GRAPH_API_URL": graph_url,
                 "GRAPH_API_VERSION": GRAPH_API_VERSION,

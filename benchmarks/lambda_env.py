@@ -17,11 +17,13 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from infra.constants import LAMBDA_PYTHON_VERSION
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REGION = "eu-west-1"
-RUNTIME_PYTHON = "3.14"  # what the stack deploys (infra.constants.LAMBDA_PYTHON_VERSION)
+RUNTIME_PYTHON = LAMBDA_PYTHON_VERSION  # what the stack deploys
 
-# The runtime contract (shared/reference/contract.md): entry points and settings by name.
+# The runtime contract (docs/contract.md): entry points and settings by name.
 INGEST = "ingest"
 CONSUMER = "consumer"
 HANDLER_MODULES: Mapping[str, str] = {

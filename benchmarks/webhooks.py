@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 import uuid
 from collections.abc import Sequence
 
@@ -51,7 +52,7 @@ def delivery_of_changes(changes: Sequence[Sequence[tuple[str, str]]]) -> bytes:
                     {
                         "from": sender,
                         "id": wamid,
-                        "timestamp": "1764061200",
+                        "timestamp": str(int(time.time())),  # inside the 24-hour window
                         "type": "text",
                         "text": {"body": TEXT},
                     }

@@ -39,7 +39,9 @@ def test_a_quick_bench_writes_every_key_and_prints_only_the_table(tmp_path: Path
         assert f"| `{key}` |" in run.stdout
     assert results["e2e_lost"] == 0
     assert results["e2e_duplicates"] == 0
-    assert results["run"]["xray_datagrams"] > 0  # tracing was on in the measured processes
+    # Tracing is Lambda's (active tracing records each invocation): the functions themselves
+    # load no X-Ray SDK and send nothing to the daemon the harness provides.
+    assert results["run"]["xray_datagrams"] == 0
     # The handlers' JSON logs and EMF went to the log, not to the terminal
     assert not [line for line in run.stdout.splitlines() if line.lstrip().startswith("{")]
     assert run.stderr == ""
