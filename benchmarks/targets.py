@@ -50,7 +50,8 @@ class InMemoryQueue:
     def __init__(self) -> None:
         self.records: list[str] = []
 
-    def publish(self, records: Any) -> None:
+    def publish(self, records: Any, *, remaining_seconds: Any = None) -> None:
+        """The port's `publish` (its deadline is moot in memory)."""
         self.records.extend(record.to_json() for record in records)
 
 

@@ -207,6 +207,7 @@ def serve(port: int = 0, *, wrap: Callable[[WsgiApp], WsgiApp] | None = None) ->
         backends.list_of_moto_modules = lambda: module_names
     _fast_sqs_clock()
     _fast_sqs_retention_check()
+    serialize_dynamodb()
 
     class RequestHandler(MotoRequestHandler):
         # werkzeug writes the headers and the body in two sends: without TCP_NODELAY the body
@@ -227,6 +228,27 @@ def serve(port: int = 0, *, wrap: Callable[[WsgiApp], WsgiApp] | None = None) ->
     sys.stdout.flush()
     sys.stdin.read()  # until EOF
     server.shutdown()
+
+
+def serialize_dynamodb() -> None:
+    """One DynamoDB request at a time in this process. moto's DynamoDB backend is not safe for
+    concurrent writes (a transaction deep-copies a table another request is changing:
+    "dictionary changed size during iteration", answered as a 500), which the consumer's
+    concurrent conversations hit. DynamoDB itself has no such limit; only the emulator needs it.
+    Idempotent: a second call leaves the first lock in place."""
+    from moto.dynamodb.responses import DynamoHandler
+
+    if getattr(DynamoHandler.call_action, "_serialized", False):
+        return
+    lock = threading.Lock()
+    call_action = DynamoHandler.call_action
+
+    def serialized(self: Any) -> Any:
+        with lock:
+            return call_action(self)
+
+    serialized._serialized = True  # type: ignore[attr-defined]
+    DynamoHandler.call_action = serialized  # type: ignore[method-assign]
 
 
 def _fast_sqs_clock() -> None:
