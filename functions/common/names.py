@@ -18,6 +18,8 @@ ENV_METRICS_NAMESPACE: Final = "POWERTOOLS_METRICS_NAMESPACE"
 ENV_LOG_LEVEL: Final = "LOG_LEVEL"
 # Optional: a reply rules file other than the one shipped in functions/consumer/.
 ENV_REPLY_RULES_PATH: Final = "REPLY_RULES_PATH"
+# Optional: `module.path:function`, the user's reply handler (docs/reply-handler.md).
+ENV_REPLY_HANDLER: Final = "REPLY_HANDLER"
 # The consumer's own dead letters go here (the inbound queue's FIFO DLQ).
 ENV_DEAD_LETTER_QUEUE_URL: Final = "DEAD_LETTER_QUEUE_URL"
 # A message's own failed attempts before the consumer dead-letters it.
@@ -72,6 +74,7 @@ METRIC_REPLY_UNCERTAIN: Final = "RepliesUncertain"
 METRIC_END_TO_END_LATENCY: Final = (
     "EndToEndLatency"  # [service] ms, webhook receipt -> reply accepted
 )
+METRIC_HANDLER_LATENCY: Final = "HandlerLatency"  # [service] ms, the reply handler's own time
 
 # Error classes of the consumer's policy table; `auth_config` and `quality_policy` page someone.
 ERROR_CLASS_RATE_LIMIT: Final = "rate_limit"

@@ -8,6 +8,7 @@ with stale settings, and a misconfigured function answers with a clear error, no
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -21,8 +22,12 @@ from functions.common.names import (
     ENV_IDEMPOTENCY_TABLE,
     ENV_MAX_ATTEMPTS,
     ENV_QUEUE_URL,
+    ENV_REPLY_HANDLER,
     ENV_SECRET_ID,
 )
+
+# `package.module:function`: dotted Python identifiers, a colon, one identifier.
+_HANDLER_SPEC = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*", re.ASCII)
 
 
 class ConfigurationError(Exception):
@@ -58,6 +63,7 @@ class ConsumerSettings:
     queue_url: str | None
     dead_letter_queue_url: str
     max_attempts: int
+    reply_handler: str | None = None  # `module.path:function`, validated shape
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ConsumerSettings:
@@ -74,7 +80,29 @@ class ConsumerSettings:
             queue_url=environ.get(ENV_QUEUE_URL) or None,
             dead_letter_queue_url=_fifo_url(environ, ENV_DEAD_LETTER_QUEUE_URL),
             max_attempts=_positive_int(environ, ENV_MAX_ATTEMPTS, DEFAULT_MAX_ATTEMPTS),
+            reply_handler=_handler_spec(environ),
         )
+
+
+def split_handler_spec(spec: str) -> tuple[str, str]:
+    """`package.module:function` -> (module, function); ValueError on any other shape."""
+    if not _HANDLER_SPEC.fullmatch(spec):
+        raise ValueError(f"{spec!r} is not module.path:function")
+    module, _, function = spec.partition(":")
+    return module, function
+
+
+def _handler_spec(environ: Mapping[str, str]) -> str | None:
+    spec = environ.get(ENV_REPLY_HANDLER, "").strip()
+    if not spec:
+        return None
+    try:
+        split_handler_spec(spec)
+    except ValueError:
+        raise ConfigurationError(
+            f"{ENV_REPLY_HANDLER} must be module.path:function (e.g. examples.echo:handle)"
+        ) from None
+    return spec
 
 
 def _fifo_url(environ: Mapping[str, str], name: str) -> str:

@@ -19,6 +19,7 @@ from functions.common.names import (
     METRIC_END_TO_END_LATENCY,
     METRIC_GRAPH_API_ERROR,
     METRIC_GRAPH_API_ERROR_CLASS,
+    METRIC_HANDLER_LATENCY,
     METRIC_PERMANENT_FAILURE,
     METRIC_POISON_RECORD,
     METRIC_READ_RECEIPT_SENT,
@@ -29,6 +30,7 @@ from functions.common.names import (
 )
 from functions.common.observability import count_by_dimension, logger, metrics
 from functions.domain.consumer.consume import BatchResult, RecordOutcome, Result
+from functions.domain.consumer.error_policy import CODE_HANDLER_ERROR, CODE_HANDLER_TIMEOUT
 
 CODE_CONFIGURATION = "configuration"
 
@@ -80,6 +82,12 @@ def report_batch(result: BatchResult) -> None:
                 unit=MetricUnit.Milliseconds,
                 value=outcome.latency_ms,
             )
+        if outcome.handler_latency_ms is not None:
+            metrics.add_metric(
+                name=METRIC_HANDLER_LATENCY,
+                unit=MetricUnit.Milliseconds,
+                value=outcome.handler_latency_ms,
+            )
         _log(outcome)
     for name, count in totals.items():
         if count:
@@ -96,6 +104,16 @@ def report_batch(result: BatchResult) -> None:
         )
 
 
+# The user's reply handler failed: said as such, so its owner finds it among the retries.
+_HANDLER_LOG_LINES = {
+    CODE_HANDLER_ERROR: ("error", "the reply handler raised; the message will be retried"),
+    CODE_HANDLER_TIMEOUT: (
+        "warning",
+        "the reply handler did not return in time; the message will be retried",
+    ),
+}
+
+
 def _log(outcome: RecordOutcome) -> None:
     level, message = _LOG_LINES.get(
         outcome.result,
@@ -103,11 +121,11 @@ def _log(outcome: RecordOutcome) -> None:
         if outcome.failures
         else ("info", "record done"),
     )
+    if outcome.result is Result.RETRY:
+        level, message = _HANDLER_LOG_LINES.get(outcome.retry_code or "", (level, message))
     extra = _fields(outcome)
-    if outcome.result is Result.INTERNAL_ERROR:
-        logger.error(message, extra=extra, exc_info=outcome.error)
-    else:
-        getattr(logger, level)(message, extra=extra)
+    # A bug, or what the reply handler raised: with its traceback.
+    getattr(logger, level)(message, extra=extra, exc_info=outcome.error)
 
 
 def _fields(outcome: RecordOutcome) -> dict[str, object]:
@@ -119,6 +137,9 @@ def _fields(outcome: RecordOutcome) -> dict[str, object]:
         "reply_type": outcome.reply_type,
         "template_fallback": outcome.template_fallback or None,
         "latency_ms": None if outcome.latency_ms is None else round(outcome.latency_ms, 1),
+        "handler_latency_ms": None
+        if outcome.handler_latency_ms is None
+        else round(outcome.handler_latency_ms, 1),
         "error_code": outcome.retry_code or outcome.permanent_code,
         "error_class": outcome.retry_class,
         "visibility_timeout_seconds": outcome.delay_seconds,
@@ -154,4 +175,6 @@ def report_unusable_configuration(error: Exception) -> None:
     logger.error(
         "consumer misconfigured; the batch is retried until this is fixed",
         extra={"reason": str(error), "error_code": CODE_CONFIGURATION},
+        # A reply handler that does not import: its own traceback says where.
+        exc_info=error if error.__cause__ is not None else None,
     )

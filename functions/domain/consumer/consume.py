@@ -1,10 +1,11 @@
 """The consumer's use case: a batch of queued records in, one outcome per record out.
 
 Per record (docs/contract.md, "Consumer"): take the message in the ledger (a duplicate, a
-message another execution holds, or a stale copy of a dead-lettered one stops here); mark it read
-(with "typing…" when a reply is coming); send the replies the rules choose, from the receiving
-number, the first threaded on the wamid; turn every Graph API failure into the action the error
-policy names. A failed read receipt is recorded, never stops the reply.
+message another execution holds, or a stale copy of a dead-lettered one stops here); plan the
+answer (`plan.py`: the reply rules, or the user's reply handler once the ledger gave us the
+message); mark it read (with "typing…" when a reply is coming); send the planned replies from the
+receiving number, the first threaded on the wamid; turn every Graph API failure into the action
+the error policy names. A failed read receipt is recorded, never stops the reply.
 
 Per batch: FIFO semantics per conversation (`MessageGroupId`). Within a group records run in
 order, and once one fails it and every later record of the group are reported as failures
@@ -21,7 +22,8 @@ dead-letter queue itself, with the reason as message attributes, and reports it 
 as sent right after it, in the same write that remembers the reply for its statuses. A run that
 dies between the two leaves the claim behind; the next attempt does not send that slot again
 (an "uncertain" reply, counted and alarmed) — a missing reply is visible, a doubled one reaches
-the customer.
+the customer. Slots are positions in the plan: a reply handler that answers differently on a
+second run still gets each position sent at most once.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import random
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import Enum
 
 from functions.common.names import DEFAULT_MAX_ATTEMPTS
@@ -44,6 +46,14 @@ from functions.domain.consumer.error_policy import (
     ErrorClassPolicy,
     classify,
 )
+from functions.domain.consumer.plan import (
+    DECISION_HANDLER,
+    InvalidReplies,
+    Plan,
+    handler_plan,
+    is_template,
+    rules_plan,
+)
 from functions.domain.consumer.ports import (
     BeginResult,
     DeadLetter,
@@ -56,20 +66,16 @@ from functions.domain.consumer.ports import (
     Ledger,
     MessageHistory,
     MessageStatus,
+    ReplyHandler,
     SentReply,
     StoreUnavailable,
     VisibilityChange,
     VisibilityControl,
 )
-from functions.domain.consumer.reply_rules import ReplyDecision, ReplyRules
-from functions.domain.whatsapp.outbound import (
-    InvalidOutbound,
-    OutboundMessage,
-    Reaction,
-    Template,
-    mark_read_body,
-    send_body,
-)
+from functions.domain.consumer.reply_handler import HandlerFailed
+from functions.domain.consumer.reply_rules import ReplyRules
+from functions.domain.whatsapp.outbound import InvalidOutbound, OutboundMessage, mark_read_body
+from functions.domain.whatsapp.outbound_dicts import reply_body
 from functions.domain.whatsapp.queued_record import QueuedRecord, UnreadableRecord
 
 CODE_INTERNAL_ERROR = "internal_error"
@@ -80,8 +86,6 @@ CODE_HELD_BACK = "held_back"  # not started: an earlier record of its conversati
 # at once, so the failed record's own backoff alone decides when the conversation resumes (FIFO
 # delivers nothing of a group while its failed head is invisible).
 HELD_BACK_VISIBILITY_SECONDS = 0
-# Meta's customer-service window: free-form replies only within 24 h of the user's message.
-SERVICE_WINDOW = timedelta(hours=24)
 REASON_ATTEMPTS_EXHAUSTED = "attempts_exhausted"
 REASON_UNREADABLE = "unreadable"
 
@@ -145,6 +149,7 @@ class RecordOutcome:
     reply_wamid: str | None = None
     template_fallback: bool = False
     latency_ms: float | None = None
+    handler_latency_ms: float | None = None  # how long the reply handler took, when it returned
     attempts: int | None = None  # the message's own failed attempts so far
     retry_code: str | None = None
     retry_class: str | None = None
@@ -155,7 +160,8 @@ class RecordOutcome:
     uncertain_slots: int = 0
     store_write_failed: bool = False
     reason: str = ""
-    error: BaseException | None = None
+    error: BaseException | None = None  # a bug, or what the reply handler raised: logged with
+    # its traceback
 
     @property
     def failed(self) -> bool:
@@ -197,6 +203,11 @@ class Consumer:
     min_seconds_to_start: float = 0.0
     # A message's own failed attempts before the consumer dead-letters it.
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    # The user's function (REPLY_HANDLER); None: the reply rules answer.
+    reply_handler: ReplyHandler | None = None
+    # Of the invocation's remaining time, what the handler may not use: the read receipt, the
+    # sends and the ledger writes that follow it.
+    handler_reserve_seconds: float = 5.0
 
 
 # --- the batch --------------------------------------------------------------------------------
@@ -292,9 +303,15 @@ def consume_record(record: InboxRecord, consumer: Consumer) -> RecordOutcome:
     outcome.wamid = queued.wamid
     outcome.message_type = received.message.type
     outcome.sender = received.sender_key
-    decision = _within_window(consumer.rules.decide(received), queued, consumer)
-    outcome.decision = decision.reason
-    plan = [decision.reply] if decision.reply is not None else []
+    # The rules are pure: their plan is known now, and `begin` claims its first slot. A reply
+    # handler runs only once the ledger has given us the message (a duplicate never runs it).
+    plan = (
+        None
+        if consumer.reply_handler is not None
+        else rules_plan(consumer.rules, [queued], now=consumer.clock())
+    )
+    if plan is not None:
+        outcome.decision = plan.reason
 
     now = consumer.clock()
     try:
@@ -302,7 +319,7 @@ def consume_record(record: InboxRecord, consumer: Consumer) -> RecordOutcome:
             queued.wamid,
             now=now.timestamp(),
             lease_until=now.timestamp() + max(0.0, consumer.remaining_seconds()),
-            claim_slot=0 if plan else None,
+            claim_slot=0 if plan is not None and plan.replies else None,
             enqueued_at=record.enqueued_at,
         )
     except StoreUnavailable as error:
@@ -316,30 +333,9 @@ def consume_record(record: InboxRecord, consumer: Consumer) -> RecordOutcome:
     elif begun.result is BeginResult.BUSY:
         _retry_without_attempt(outcome, CODE_IN_PROGRESS, consumer)
     else:
-        _Attempt(queued, decision, begun.history, consumer, outcome).run(plan)
+        attempt = _Attempt(queued, begun.history, consumer, outcome)
+        attempt.run(plan, first_slot_claimed=plan is not None and bool(plan.replies))
     return outcome
-
-
-def _within_window(
-    decision: ReplyDecision, queued: QueuedRecord, consumer: Consumer
-) -> ReplyDecision:
-    """A free-form reply to a message older than Meta's 24-hour window (a backlog redriven days
-    later) would be refused with 131047: send the fallback template straight away instead.
-
-    Only this message's own time is known here; had the user written again since, the window
-    would be open and the template is merely the safe choice. Without a template the free-form
-    reply is tried and Meta decides."""
-    template = consumer.rules.fallback_template
-    sent_at = queued.received.message.sent_at
-    if (
-        decision.reply is None
-        or isinstance(decision.reply, Template)
-        or template is None
-        or sent_at is None
-        or consumer.clock() - sent_at <= SERVICE_WINDOW
-    ):
-        return decision
-    return ReplyDecision(template, "window-closed", decision.recipient)
 
 
 class _Attempt:
@@ -348,29 +344,35 @@ class _Attempt:
     def __init__(
         self,
         queued: QueuedRecord,
-        decision: ReplyDecision,
         history: MessageHistory,
         consumer: Consumer,
         outcome: RecordOutcome,
     ) -> None:
         self.queued = queued
         self.wamid = queued.wamid
-        self.decision = decision
         self.history = history
         self.consumer = consumer
         self.outcome = outcome
+        self.plan = Plan((), "", "", queued.wamid)
         # A redriven dead letter starts a fresh budget.
         dead = history.status is MessageStatus.DEAD_LETTERED
         self.attempts_before = 0 if dead else history.attempts
         outcome.attempts = self.attempts_before
 
-    def run(self, plan: Sequence[OutboundMessage]) -> None:
-        self._mark_read()
-        if not plan:
+    def run(self, plan: Plan | None, *, first_slot_claimed: bool) -> None:
+        """Answer by `plan`, or by the reply handler's when `plan` is None."""
+        if plan is None:
+            plan = self._ask_handler()
+            if plan is None:
+                return  # settled: retried, dead-lettered or refused for good
+        self.plan = plan
+        self.outcome.decision = plan.reason
+        self._mark_read(typing=plan.typing)
+        if not plan.replies:
             self.outcome.result = Result.NO_REPLY
             self._finish(Finished(Result.NO_REPLY.value), release_slot=None)
             return
-        if not self._send_all(plan):
+        if not self._send_all(plan.replies, first_slot_claimed=first_slot_claimed):
             return  # refused (settled), or Meta accepted a send the ledger could not record
         outcome = self.outcome
         if outcome.replies_sent:
@@ -382,27 +384,68 @@ class _Attempt:
             # Every slot was sent, or may have been, by an earlier attempt that did not finish.
             outcome.result = Result.UNCERTAIN if outcome.uncertain_slots else Result.DUPLICATE
 
-    def _mark_read(self) -> None:
-        reply = self.decision.reply
-        typing = (
-            reply is not None
-            and self.consumer.rules.typing_indicator
-            and not isinstance(reply, Reaction)
-        )
+    def _ask_handler(self) -> Plan | None:
+        """The reply handler's plan, bounded by the invocation's remaining time; None when it
+        failed (the failure is settled here)."""
+        consumer, outcome = self.consumer, self.outcome
+        handler = consumer.reply_handler
+        assert handler is not None
+        timeout = consumer.remaining_seconds() - consumer.handler_reserve_seconds
+        if timeout <= 0:
+            outcome.reason = "too little time left in this invocation for the reply handler"
+            _retry_without_attempt(outcome, CODE_TIME_BUDGET, consumer)
+            return None
+        try:
+            plan = handler_plan(
+                handler,
+                consumer.rules,
+                [self.queued],
+                timeout_seconds=timeout,
+                now=consumer.clock(),
+            )
+        except HandlerFailed as failed:
+            outcome.decision = DECISION_HANDLER
+            outcome.reason = failed.reason
+            outcome.error = failed.error
+            outcome.handler_latency_ms = failed.latency_ms
+            self._fail(failed.code, classify(failed.code), None, slot=None)
+            return None
+        except InvalidReplies as invalid:
+            # The handler would return the same next time: a permanent failure, said plainly.
+            outcome.decision = DECISION_HANDLER
+            outcome.handler_latency_ms = invalid.latency_ms
+            self._mark_read(typing=False)
+            self._refuse_invalid(str(invalid), release_slot=None)
+            return None
+        outcome.handler_latency_ms = plan.handler_latency_ms
+        return plan
+
+    def _mark_read(self, *, typing: bool) -> None:
         try:
             self.consumer.graph.mark_read(
                 self.queued.received.business.phone_number_id,
-                mark_read_body(self.wamid, typing_indicator=typing),
+                mark_read_body(
+                    self.wamid, typing_indicator=typing and self.consumer.rules.typing_indicator
+                ),
             )
             self.outcome.read_receipt_sent = True
         except GraphApiError as error:
             self.outcome.failures.append(_failure("read", error))  # the reply still goes out
 
-    def _send_all(self, plan: Sequence[OutboundMessage]) -> bool:
+    def _refuse_invalid(self, reason: str, *, release_slot: int | None) -> None:
+        self.outcome.reason = reason
+        self.outcome.result = Result.PERMANENT
+        self.outcome.permanent_code = CODE_INVALID_OUTBOUND
+        self._finish(
+            Finished(Result.PERMANENT.value, CODE_INVALID_OUTBOUND), release_slot=release_slot
+        )
+
+    def _send_all(self, plan: Sequence[OutboundMessage], *, first_slot_claimed: bool) -> bool:
         """Send each slot not sent before, in order, each at most once. True when every slot is
         settled and the message is finished in the ledger."""
         ledger = self.consumer.ledger
-        claimed_slot: int | None = 0  # `begin` claimed slot 0
+        # The rules' first slot was claimed by `begin`; a handler's plan claims each one here.
+        claimed_slot: int | None = 0 if first_slot_claimed else None
         finished = False
         for slot, message in enumerate(plan):
             last = slot == len(plan) - 1
@@ -448,16 +491,14 @@ class _Attempt:
         None once the refusal has been settled."""
         consumer, outcome = self.consumer, self.outcome
         phone_number_id = self.queued.received.business.phone_number_id
-        recipient = self.decision.recipient
+        recipient = self.plan.recipient
+        thread_on = self.plan.thread_on
         kind = "reply"
         try:
-            body = send_body(recipient, message, reply_to=self.wamid if slot == 0 else None)
+            body = reply_body(recipient, message, reply_to=thread_on if slot == 0 else None)
         except InvalidOutbound as invalid:
             # Meta would refuse it the same way every time: a permanent failure, said plainly.
-            self.outcome.reason = str(invalid)
-            self.outcome.result = Result.PERMANENT
-            self.outcome.permanent_code = CODE_INVALID_OUTBOUND
-            self._finish(Finished(Result.PERMANENT.value, CODE_INVALID_OUTBOUND), release_slot=slot)
+            self._refuse_invalid(str(invalid), release_slot=slot)
             return None
         try:
             reply_id = consumer.graph.send(phone_number_id, body)
@@ -465,15 +506,11 @@ class _Attempt:
             failure = _failure("send", error)
             outcome.failures.append(failure)
             template = consumer.rules.fallback_template
-            if (
-                failure.code != WINDOW_CLOSED_CODE
-                or template is None
-                or isinstance(message, Template)
-            ):
+            if failure.code != WINDOW_CLOSED_CODE or template is None or is_template(message):
                 self._settle_refusal(failure, error, slot)
                 return None
             try:
-                body = send_body(recipient, template, reply_to=self.wamid)
+                body = reply_body(recipient, template, reply_to=thread_on)
                 reply_id = consumer.graph.send(phone_number_id, body)
             except GraphApiError as fallback_error:
                 fallback_failure = _failure("fallback", fallback_error)
@@ -495,7 +532,7 @@ class _Attempt:
             phone_number_id=phone_number_id,
             recipient={key: str(body[key]) for key in ("to", "recipient") if key in body},
             message={"type": message_type, message_type: body[message_type]},
-            decision=self.decision.reason,
+            decision=self.plan.reason,
             sent_at=consumer.clock().timestamp(),
             inbound_at=inbound_at.timestamp() if inbound_at is not None else None,
         )
@@ -513,7 +550,7 @@ class _Attempt:
         self._fail(failure.code, policy, error.retry_after_seconds, slot)
 
     def _fail(
-        self, code: str, policy: ErrorClassPolicy, retry_after: float | None, slot: int
+        self, code: str, policy: ErrorClassPolicy, retry_after: float | None, slot: int | None
     ) -> None:
         consumer, outcome = self.consumer, self.outcome
         attempts = self.attempts_before + 1

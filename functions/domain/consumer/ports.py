@@ -1,6 +1,6 @@
 """The consumer's ports: the Graph API, the ledger (what happened to each message and each
-reply), the dead-letter queue and the queue's visibility control, with the one exception type
-each of them raises.
+reply), the dead-letter queue, the queue's visibility control and the user's reply handler,
+with the one exception type each of them raises.
 
 Adapters implement these (`functions/adapters/`); tests use in-memory fakes or the loopback fake
 Graph API. Nothing here imports boto3 or urllib3.
@@ -206,3 +206,11 @@ class VisibilityControl(Protocol):
         """Set each message's visibility timeout; returns the message ids that could not be
         changed (they reappear after the queue's default visibility timeout)."""
         ...
+
+
+class ReplyHandler(Protocol):
+    """The user's function named by REPLY_HANDLER (docs/reply-handler.md): one mapping in
+    (`message`, `contact`, `metadata`, `burst`), None, one message dict or a list of them out.
+    Anything it raises is a retry (`handler_error`)."""
+
+    def __call__(self, event: dict[str, Any], /) -> object: ...

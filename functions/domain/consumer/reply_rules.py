@@ -110,12 +110,10 @@ class ReplyRules:
         message = received.message
         if message.type in NEVER_ANSWERED_TYPES:
             return ReplyDecision(None, f"type:{message.type}")
-        recipient = message.sender or (received.contact.wa_id if received.contact else "")
-        if not recipient:
-            return ReplyDecision(None, "no-sender")
-        own = self.own_numbers | {_digits(received.business.display_phone_number)}
-        if _digits(recipient) in own - {""}:
-            return ReplyDecision(None, "own-number")
+        refusal = self.unanswerable(received)
+        if refusal is not None:
+            return ReplyDecision(None, refusal)
+        recipient = reply_recipient(received)
         for rule in self.rules:
             if rule.match.holds(received):
                 return ReplyDecision(
@@ -124,6 +122,23 @@ class ReplyRules:
         if self.default is None:
             return ReplyDecision(None, "no-default")
         return ReplyDecision(_personal(self.default, received), "default", recipient)
+
+    def unanswerable(self, received: ReceivedMessage) -> str | None:
+        """Why nothing may answer `received`, whoever decides (rules or reply handler):
+        "no-sender" (nowhere to reply to) or "own-number" (the business's own numbers: the
+        receiving one and `ownNumbers`, so two bots never answer each other forever)."""
+        recipient = reply_recipient(received)
+        if not recipient:
+            return "no-sender"
+        own = self.own_numbers | {_digits(received.business.display_phone_number)}
+        if _digits(recipient) in own - {""}:
+            return "own-number"
+        return None
+
+
+def reply_recipient(received: ReceivedMessage) -> str:
+    """Where a reply to `received` goes: the sender's number ("" when there is none)."""
+    return received.message.sender or (received.contact.wa_id if received.contact else "")
 
 
 def searchable_text(received: ReceivedMessage) -> str | None:

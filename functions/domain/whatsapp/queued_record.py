@@ -8,6 +8,7 @@ One SQS message per inbound WhatsApp message. The body is compact JSON:
       "receivedAt": "2026-11-25T08:14:25.123Z",  # when ingest accepted the webhook (UTC)
       "business": {"phoneNumberId": "1065…", "displayPhoneNumber": "1555…", "wabaId": "1022…"},
       "contact": {"waId": "1650…", "name": "Sheena", "userId": null},   # or null
+      "metaContact": { …the `contacts[]` object exactly as Meta sent it… },  # optional
       "message": { …the `messages[]` object exactly as Meta sent it… }
     }
 
@@ -98,6 +99,9 @@ class QueuedRecord:
             else {"waId": contact.wa_id, "name": contact.name, "userId": contact.user_id},
             "message": dict(self.received.message.raw),
         }
+        if contact is not None and contact.raw:
+            # Optional (added to schema 1 compatibly): what a reply handler gets as `contact`.
+            document["metaContact"] = dict(contact.raw)
         # ASCII-escaped, as Meta sends it: SQS refuses (or rewrites) some code points - lone
         # surrogates, U+FFFE, U+FFFF - that JSON escapes carry safely.
         return json.dumps(document, ensure_ascii=True, separators=(",", ":"))
@@ -125,6 +129,7 @@ class QueuedRecord:
         except InvalidPayload as error:
             raise UnreadableRecord(str(error)) from None
         contact_doc = document.get("contact")
+        meta_contact = document.get("metaContact")
         contact = (
             Contact(
                 wa_id=str(contact_doc.get("waId") or ""),
@@ -132,6 +137,7 @@ class QueuedRecord:
                 user_id=contact_doc.get("userId")
                 if isinstance(contact_doc.get("userId"), str)
                 else None,
+                raw=meta_contact if isinstance(meta_contact, Mapping) else {},
             )
             if isinstance(contact_doc, Mapping)
             else None

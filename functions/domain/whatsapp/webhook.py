@@ -53,6 +53,8 @@ class Contact:
     wa_id: str
     name: str | None = None
     user_id: str | None = None  # business-scoped id of a user with a username (2026)
+    # Meta's `contacts[]` object exactly as sent (for a reply handler); {} when unknown.
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 # --- message contents, one type per `messages[].type` -------------------------------------------
@@ -419,6 +421,7 @@ def _parse_contact(raw: Mapping[str, Any]) -> Contact:
         wa_id=_optional_str(raw.get("wa_id")) or "",
         name=_optional_str(profile.get("name")),
         user_id=_optional_str(raw.get("user_id")),
+        raw=raw,
     )
 
 
