@@ -23,6 +23,7 @@ from functions.domain.consumer.ports import (
     GraphApiError,
     MessageHistory,
     MessageStatus,
+    ReplyHandler,
     SentReply,
     StoreUnavailable,
     VisibilityChange,
@@ -344,6 +345,8 @@ def consumer(
     max_workers: int = 10,
     max_attempts: int = 8,
     clock: Callable[[], datetime] = lambda: NOW,
+    reply_handler: ReplyHandler | None = None,
+    handler_reserve_seconds: float = 5.0,
 ) -> Consumer:
     return Consumer(
         graph=graph or ScriptedGraph(),
@@ -357,4 +360,6 @@ def consumer(
         max_workers=max_workers,
         min_seconds_to_start=5.0,
         max_attempts=max_attempts,
+        reply_handler=reply_handler,
+        handler_reserve_seconds=handler_reserve_seconds,
     )
