@@ -36,7 +36,6 @@ CODE_CONFIGURATION = "configuration"
 
 _COUNTED_RESULTS = {
     Result.DUPLICATE: METRIC_DUPLICATE_SKIPPED,
-    Result.UNCERTAIN: METRIC_REPLY_UNCERTAIN,
 }
 
 # result -> (log level, message). Records that failed a call but are done log at WARNING.
@@ -68,6 +67,8 @@ def report_batch(result: BatchResult) -> None:
         totals[METRIC_REPLY_SENT] += outcome.replies_sent
         totals[METRIC_TEMPLATE_FALLBACK] += outcome.template_fallback
         totals[METRIC_POISON_RECORD] += outcome.unreadable
+        # Per reply left unsent because an earlier run may have sent it (of a list, some may be).
+        totals[METRIC_REPLY_UNCERTAIN] += outcome.uncertain_slots
         if outcome.dead_letter is not None:
             dead_lettered[outcome.dead_letter.error_code] += 1
         if outcome.result in _COUNTED_RESULTS:
