@@ -22,6 +22,7 @@ from infra.constants import (
     INBOUND_RETENTION_DAYS,
 )
 from infra.function_factory import LOG_LEVELS
+from infra.reply_handler_check import ReplyHandlerSpecError, locate_handler
 from infra.reply_rules_check import ReplyRulesFileError, repository_relative
 from infra.stack import LOG_RETENTIONS
 
@@ -137,6 +138,13 @@ def _rules_file(raw: object) -> str:
         raise _Invalid(str(error)) from None
 
 
+def _reply_handler(raw: object) -> str:
+    try:
+        return locate_handler(_text(raw)).spec
+    except ReplyHandlerSpecError as error:
+        raise _Invalid(str(error)) from None
+
+
 CONTEXT_KEYS: Final = (
     ContextKey(
         "alarmEmail",
@@ -207,6 +215,12 @@ CONTEXT_KEYS: Final = (
         "reply_rules_file",
         "a reply rules JSON file inside this repository, as a path relative to it",
         _rules_file,
+    ),
+    ContextKey(
+        "replyHandler",
+        "reply_handler",
+        "module.path:function, a Python function inside this repository (docs/reply-handler.md)",
+        _reply_handler,
     ),
 )
 _BY_NAME: Final = {key.name: key for key in CONTEXT_KEYS}

@@ -23,6 +23,7 @@ from functions.common.names import (
     ENV_IDEMPOTENCY_TABLE,
     ENV_MAX_ATTEMPTS,
     ENV_QUEUE_URL,
+    ENV_REPLY_HANDLER,
     ENV_REPLY_RULES_PATH,
     ENV_SECRET_ID,
     INGEST_SERVICE,
@@ -60,6 +61,7 @@ from infra.function_factory import LOG_LEVELS, FunctionDefaults, python_function
 from infra.monitoring import MonitoredResources, Monitoring
 from infra.nag import acknowledge
 from infra.queueing import InboundQueues
+from infra.reply_handler_check import locate_handler
 from infra.reply_rules_check import check_reply_rules, deployed_path
 from infra.state import CredentialsSecret, IdempotencyTable
 from infra.webhook_api import WebhookApi
@@ -104,6 +106,9 @@ class RelayProps:
     retain_data: bool = True
     # Repository-relative; must also be in `code` (bundled_code(extra_files=...) puts it there).
     reply_rules_file: str = DEFAULT_REPLY_RULES_FILE
+    # `module.path:function` in this repository; its package must also be in `code` (app.py:
+    # reply_handler_files). None: the reply rules answer.
+    reply_handler: str | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.consumer_batch_size <= MAX_SQS_FIFO_BATCH_SIZE:
@@ -128,6 +133,8 @@ class RelayProps:
             raise ValueError(f"alarm_email must be an e-mail address, not {self.alarm_email!r}")
         log_retention(self.log_retention_days)  # raises on a retention CloudWatch refuses
         check_reply_rules(self.reply_rules_file)  # raises on rules the consumer would refuse
+        if self.reply_handler is not None:
+            locate_handler(self.reply_handler)  # raises on a handler that is not there
 
 
 class WhatsAppRelayStack(Stack):
@@ -189,6 +196,7 @@ class WhatsAppRelayStack(Stack):
                 ENV_GRAPH_API_URL: props.graph_api_url,
                 ENV_GRAPH_API_VERSION: props.graph_api_version,
                 ENV_REPLY_RULES_PATH: deployed_path(props.reply_rules_file),
+                **({ENV_REPLY_HANDLER: props.reply_handler} if props.reply_handler else {}),
             },
             defaults=defaults,
         )
