@@ -36,6 +36,8 @@ from functions.common.names import (
     ENV_LOG_LEVEL,
     ENV_METRICS_NAMESPACE,
     ENV_QUEUE_URL,
+    ENV_REPLY_HANDLER,
+    ENV_REPLY_RULES_PATH,
     ENV_SECRET_ID,
     ENV_SERVICE_NAME,
     INGEST_SERVICE,
@@ -340,6 +342,7 @@ def print_banner(pipeline: LocalPipeline) -> None:
         f"DLQ after {info['max_receive_count']} receives"
     )
     console.line(f"  handler logs   {' and '.join(info['logs'])} (LOG_LEVEL={config.log_level})")
+    console.line(f"  {_replies_line()}")
     console.line("")
     console.line("Handshake (as Meta does when you save the callback URL):")
     console.line(
@@ -350,6 +353,16 @@ def print_banner(pipeline: LocalPipeline) -> None:
     console.line(f"  {signed_curl(url, body, config.app_secret)}")
     console.line("")
     console.line(bold("Ready. Ctrl-C stops everything.", "bold"))
+
+
+def _replies_line() -> str:
+    """Who answers: the reply handler of REPLY_HANDLER, or the rules file; both are re-read
+    when their file changes."""
+    handler = os.environ.get(ENV_REPLY_HANDLER, "").strip()
+    if handler:
+        return f"reply handler  {handler} (REPLY_HANDLER; re-imported when its file changes)"
+    rules = os.environ.get(ENV_REPLY_RULES_PATH) or "functions/consumer/reply_rules.json"
+    return f"reply rules    {rules} (re-read when it changes; REPLY_HANDLER=module:function)"
 
 
 def route_warnings_to(stream: IO[str]) -> None:
