@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
 
@@ -36,6 +37,10 @@ def dynamodb() -> DynamoDBClient:
 
 def secretsmanager() -> SecretsManagerClient:
     return cast("SecretsManagerClient", client("secretsmanager"))
+
+
+def events() -> EventBridgeClient:
+    return cast("EventBridgeClient", client("events"))
 
 
 def client(service: str) -> Any:

@@ -3,7 +3,8 @@ named by `IDEMPOTENCY_TABLE` (partition key `id`, TTL attribute `expiration`).
 
 `msg#<wamid>` holds the message's state, the lease of the attempt working on it, its own failed
 attempts, and a claim (`claim_<slot>`) and a record (`sent_<slot>`) per reply slot. `reply#<reply
-wamid>` remembers what was sent, to whom and in answer to what, so its statuses can be followed.
+wamid>` remembers what was sent, to whom, in answer to what (and in which conversation), so its
+statuses can be followed.
 
 An answered message costs two writes: `begin` (a conditional UpdateItem that also claims the
 first slot) and `record_sent` (one TransactWriteItems that records the send and puts the reply).
@@ -266,6 +267,12 @@ def _reply_item(reply: SentReply) -> dict[str, AttributeValueTypeDef]:
     }
     if reply.inbound_at is not None:
         item["inbound_at"] = _number(reply.inbound_at)
+    if reply.in_reply_to:
+        item["in_reply_to"] = {"S": reply.in_reply_to}
+    if reply.burst:
+        item["burst"] = {"L": [{"S": wamid} for wamid in reply.burst]}
+    if reply.conversation_id:
+        item["conversation_id"] = {"S": reply.conversation_id}
     return item
 
 

@@ -17,6 +17,8 @@ from functions.common.names import (
     DEFAULT_GRAPH_API_VERSION,
     DEFAULT_MAX_ATTEMPTS,
     ENV_DEAD_LETTER_QUEUE_URL,
+    ENV_EVENT_BUS_NAME,
+    ENV_EVENT_DETAIL,
     ENV_GRAPH_API_URL,
     ENV_GRAPH_API_VERSION,
     ENV_IDEMPOTENCY_TABLE,
@@ -24,6 +26,8 @@ from functions.common.names import (
     ENV_QUEUE_URL,
     ENV_REPLY_HANDLER,
     ENV_SECRET_ID,
+    EVENT_DETAIL_FULL,
+    EVENT_DETAIL_MINIMAL,
 )
 
 # `package.module:function`: dotted Python identifiers, a colon, one identifier.
@@ -64,6 +68,8 @@ class ConsumerSettings:
     dead_letter_queue_url: str
     max_attempts: int
     reply_handler: str | None = None  # `module.path:function`, validated shape
+    event_bus_name: str | None = None  # name or ARN; None: no events
+    event_content: bool = False  # EVENT_DETAIL=full
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ConsumerSettings:
@@ -81,7 +87,18 @@ class ConsumerSettings:
             dead_letter_queue_url=_fifo_url(environ, ENV_DEAD_LETTER_QUEUE_URL),
             max_attempts=_positive_int(environ, ENV_MAX_ATTEMPTS, DEFAULT_MAX_ATTEMPTS),
             reply_handler=_handler_spec(environ),
+            event_bus_name=environ.get(ENV_EVENT_BUS_NAME, "").strip() or None,
+            event_content=_event_detail(environ) == EVENT_DETAIL_FULL,
         )
+
+
+def _event_detail(environ: Mapping[str, str]) -> str:
+    detail = environ.get(ENV_EVENT_DETAIL, "").strip().lower() or EVENT_DETAIL_MINIMAL
+    if detail not in (EVENT_DETAIL_MINIMAL, EVENT_DETAIL_FULL):
+        raise ConfigurationError(
+            f"{ENV_EVENT_DETAIL} must be {EVENT_DETAIL_MINIMAL} or {EVENT_DETAIL_FULL}"
+        )
+    return detail
 
 
 def split_handler_spec(spec: str) -> tuple[str, str]:

@@ -17,6 +17,8 @@ from functions.common.names import (
     METRIC_DEAD_LETTERED,
     METRIC_DUPLICATE_SKIPPED,
     METRIC_END_TO_END_LATENCY,
+    METRIC_EVENTS_NOT_PUBLISHED,
+    METRIC_EVENTS_PUBLISHED,
     METRIC_GRAPH_API_ERROR,
     METRIC_GRAPH_API_ERROR_CLASS,
     METRIC_HANDLER_LATENCY,
@@ -59,8 +61,12 @@ def report_batch(result: BatchResult) -> None:
     permanent: Counter[str] = Counter()
     retries: Counter[str] = Counter()
     dead_lettered: Counter[str] = Counter()
+    unpublished: Counter[str] = Counter()
     totals: Counter[str] = Counter()
     for outcome in result.outcomes:
+        totals[METRIC_EVENTS_PUBLISHED] += outcome.events_published
+        totals[METRIC_EVENTS_NOT_PUBLISHED] += len(outcome.events_unpublished)
+        unpublished.update(failure.error_code for failure in outcome.events_unpublished)
         graph_errors.update(failure.code for failure in outcome.failures)
         graph_error_classes.update(failure.error_class for failure in outcome.failures)
         totals[METRIC_READ_RECEIPT_SENT] += outcome.read_receipt_sent
@@ -90,6 +96,16 @@ def report_batch(result: BatchResult) -> None:
                 value=outcome.handler_latency_ms,
             )
         _log(outcome)
+        if outcome.events_unpublished:
+            logger.warning(
+                "events not published to the bus; the reply is unaffected",
+                extra={
+                    "sqs_message_id": outcome.record.message_id,
+                    "wamid": outcome.wamid,
+                    "event_ids": [f.event.event_id for f in outcome.events_unpublished],
+                    "error_codes": sorted({f.error_code for f in outcome.events_unpublished}),
+                },
+            )
     for name, count in totals.items():
         if count:
             metrics.add_metric(name=name, unit=MetricUnit.Count, value=count)
@@ -98,6 +114,7 @@ def report_batch(result: BatchResult) -> None:
     count_by_dimension(METRIC_PERMANENT_FAILURE, DIM_ERROR_CODE, permanent)
     count_by_dimension(METRIC_RETRY_SCHEDULED, DIM_ERROR_CODE, retries)
     count_by_dimension(METRIC_DEAD_LETTERED, DIM_ERROR_CODE, dead_lettered)
+    count_by_dimension(METRIC_EVENTS_NOT_PUBLISHED, DIM_ERROR_CODE, unpublished)
     if result.visibility_not_changed:
         logger.warning(
             "visibility timeout not raised; the records return after the queue's default",

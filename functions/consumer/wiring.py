@@ -22,6 +22,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.adapters import aws
 from functions.adapters.dead_letters import SqsDeadLetters
+from functions.adapters.event_bus import EventBridgePublisher
 from functions.adapters.graph_client import DeadlineBoundGraph, GraphClient
 from functions.adapters.ledger import DynamoDbLedger
 from functions.adapters.secrets import SecretsManagerCredentials
@@ -30,6 +31,7 @@ from functions.common.names import ENV_REPLY_RULES_PATH
 from functions.common.settings import ConfigurationError, ConsumerSettings, split_handler_spec
 from functions.domain.consumer.consume import Consumer
 from functions.domain.consumer.ports import ReplyHandler
+from functions.domain.consumer.relay_events import RelayEvents
 from functions.domain.consumer.reply_rules import ReplyRules, load_rules
 
 DEFAULT_RULES_PATH: Final = Path(__file__).with_name("reply_rules.json")
@@ -61,7 +63,15 @@ def consumer(context: LambdaContext) -> Consumer:
         min_seconds_to_start=MIN_SECONDS_TO_START,
         max_attempts=settings.max_attempts,
         reply_handler=reply_handler(settings.reply_handler),
+        events=_events(settings),
     )
+
+
+def _events(settings: ConsumerSettings) -> RelayEvents | None:
+    if settings.event_bus_name is None:
+        return None
+    publisher = EventBridgePublisher(aws.events(), settings.event_bus_name)
+    return RelayEvents(publisher, include_content=settings.event_content)
 
 
 def reply_rules() -> ReplyRules:

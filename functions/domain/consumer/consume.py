@@ -66,12 +66,15 @@ from functions.domain.consumer.ports import (
     Ledger,
     MessageHistory,
     MessageStatus,
+    RelayEvent,
     ReplyHandler,
     SentReply,
     StoreUnavailable,
+    Unpublished,
     VisibilityChange,
     VisibilityControl,
 )
+from functions.domain.consumer.relay_events import RelayEvents
 from functions.domain.consumer.reply_handler import HandlerFailed
 from functions.domain.consumer.reply_rules import ReplyRules
 from functions.domain.whatsapp.outbound import InvalidOutbound, OutboundMessage, mark_read_body
@@ -159,6 +162,10 @@ class RecordOutcome:
     unreadable: bool = False
     uncertain_slots: int = 0
     store_write_failed: bool = False
+    # Facts for other systems (relay_events.py), published once the record is settled.
+    events: list[RelayEvent] = field(default_factory=list)
+    events_published: int = 0
+    events_unpublished: list[Unpublished] = field(default_factory=list)
     reason: str = ""
     error: BaseException | None = None  # a bug, or what the reply handler raised: logged with
     # its traceback
@@ -208,6 +215,8 @@ class Consumer:
     # Of the invocation's remaining time, what the handler may not use: the read receipt, the
     # sends and the ledger writes that follow it.
     handler_reserve_seconds: float = 5.0
+    # Events for other systems (EVENT_BUS_NAME); None: none are built or published.
+    events: RelayEvents | None = None
 
 
 # --- the batch --------------------------------------------------------------------------------
@@ -280,11 +289,30 @@ def _guarded(record: InboxRecord, consumer: Consumer) -> RecordOutcome:
     ledger may not even have been written), so its backoff follows the receive count and SQS's
     `maxReceiveCount` bounds it."""
     try:
-        return consume_record(record, consumer)
+        outcome = consume_record(record, consumer)
     except Exception as error:  # noqa: BLE001 - reported, with traceback, by telemetry
         outcome = RecordOutcome(record=record, result=Result.INTERNAL_ERROR, error=error)
         _schedule(outcome, CODE_INTERNAL_ERROR, classify(CODE_INTERNAL_ERROR), None, consumer)
-        return outcome
+    _publish_events(outcome, consumer)
+    return outcome
+
+
+def _tell(
+    outcome: RecordOutcome, consumer: Consumer, build: Callable[[RelayEvents], RelayEvent]
+) -> None:
+    """Note a fact for other systems, when events are on; published once the record is
+    settled (`_publish_events`), after the ledger has recorded it."""
+    if consumer.events is not None:
+        outcome.events.append(build(consumer.events))
+
+
+def _publish_events(outcome: RecordOutcome, consumer: Consumer) -> None:
+    """One PutEvents per record at most. A refusal is counted and logged (EventsNotPublished,
+    alarmed), never retried by SQS: the reply it describes is done and must not be redone."""
+    if consumer.events is None or not outcome.events:
+        return
+    outcome.events_unpublished = consumer.events.publish(outcome.events)
+    outcome.events_published = len(outcome.events) - len(outcome.events_unpublished)
 
 
 # --- one record -------------------------------------------------------------------------------
@@ -333,6 +361,12 @@ def consume_record(record: InboxRecord, consumer: Consumer) -> RecordOutcome:
     elif begun.result is BeginResult.BUSY:
         _retry_without_attempt(outcome, CODE_IN_PROGRESS, consumer)
     else:
+        if begun.history.status is MessageStatus.NEW:  # first seen: the ledger holds it now
+            _tell(
+                outcome,
+                consumer,
+                lambda events: events.message_received(queued, conversation_id=record.group_id),
+            )
         attempt = _Attempt(queued, begun.history, consumer, outcome)
         attempt.run(plan, first_slot_claimed=plan is not None and bool(plan.replies))
     return outcome
@@ -463,6 +497,13 @@ class _Attempt:
             sent = self._send_slot(slot, message)
             if sent is None:
                 return False
+            # Meta accepted it: a fact, whether or not the ledger records it below.
+            if self.consumer.events is not None:
+                self.outcome.events.append(
+                    self.consumer.events.reply_sent(
+                        sent, conversation_id=self.outcome.record.group_id
+                    )
+                )
             claimed_slot = None if last else slot + 1
             try:
                 ledger.record_sent(
@@ -535,6 +576,8 @@ class _Attempt:
             decision=self.plan.reason,
             sent_at=consumer.clock().timestamp(),
             inbound_at=inbound_at.timestamp() if inbound_at is not None else None,
+            in_reply_to=thread_on if thread_on != self.wamid else None,
+            conversation_id=outcome.record.group_id,
         )
 
     def _settle_refusal(self, failure: CallFailure, error: GraphApiError, slot: int) -> None:
@@ -567,6 +610,7 @@ class _Attempt:
             ),
             consumer,
             outcome,
+            self.queued,
         )
         failure = FailedAttempt(
             attempts=attempts,
@@ -616,13 +660,28 @@ def _dead_letter_unreadable(outcome: RecordOutcome, consumer: Consumer) -> None:
     _retry_without_attempt(outcome, CODE_POISON, consumer)
 
 
-def _send_dead_letter(letter: DeadLetter, consumer: Consumer, outcome: RecordOutcome) -> bool:
+def _send_dead_letter(
+    letter: DeadLetter,
+    consumer: Consumer,
+    outcome: RecordOutcome,
+    queued: QueuedRecord | None = None,
+) -> bool:
     try:
         consumer.dead_letters.send(outcome.record.body, outcome.record.group_id, letter)
     except DeadLetterFailed as error:
         outcome.reason = str(error)
         return False
     outcome.dead_letter = letter
+    _tell(
+        outcome,
+        consumer,
+        lambda events: events.message_dead_lettered(
+            letter,
+            sqs_message_id=outcome.record.message_id,
+            conversation_id=outcome.record.group_id,
+            queued=queued,
+        ),
+    )
     return True
 
 

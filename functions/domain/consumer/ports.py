@@ -112,6 +112,9 @@ class SentReply:
     decision: str  # why it was chosen ("rule:greeting", "default", "window-closed", ...)
     sent_at: float  # epoch seconds
     inbound_at: float | None  # when the customer sent the message (Meta's timestamp)
+    in_reply_to: str | None = None  # the wamid it threads on / answers, when not inbound_wamid
+    burst: tuple[str, ...] = ()  # every wamid this reply answers, when more than one
+    conversation_id: str = ""  # the conversation's FIFO group id (no phone number in it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,3 +217,29 @@ class ReplyHandler(Protocol):
     Anything it raises is a retry (`handler_error`)."""
 
     def __call__(self, event: dict[str, Any], /) -> object: ...
+
+
+# --- events for other systems (relay_events.py builds them) -----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RelayEvent:
+    detail_type: str  # "message.received", "reply.sent", ...
+    detail: Mapping[str, Any]  # JSON-ready; `eventId` deterministic per fact
+
+    @property
+    def event_id(self) -> str:
+        return str(self.detail["eventId"])
+
+
+@dataclass(frozen=True, slots=True)
+class Unpublished:
+    event: RelayEvent
+    error_code: str  # the bus's per-entry code, or the call's error
+
+
+class EventPublisher(Protocol):
+    def publish(self, events: Sequence[RelayEvent]) -> list[Unpublished]:
+        """Put the events on the bus (what it refuses is tried once more); the ones still not
+        accepted, each with why. Never raises: an event never costs a reply."""
+        ...
