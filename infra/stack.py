@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aws_cdk import Annotations, Aws, CfnOutput, RemovalPolicy, Stack
+from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
@@ -18,6 +19,8 @@ from functions.common.names import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_METRICS_NAMESPACE,
     ENV_DEAD_LETTER_QUEUE_URL,
+    ENV_EVENT_BUS_NAME,
+    ENV_EVENT_DETAIL,
     ENV_GRAPH_API_URL,
     ENV_GRAPH_API_VERSION,
     ENV_IDEMPOTENCY_TABLE,
@@ -26,6 +29,7 @@ from functions.common.names import (
     ENV_REPLY_HANDLER,
     ENV_REPLY_RULES_PATH,
     ENV_SECRET_ID,
+    EVENT_DETAIL_MINIMAL,
     INGEST_SERVICE,
 )
 from infra.constants import (
@@ -109,6 +113,9 @@ class RelayProps:
     # `module.path:function` in this repository; its package must also be in `code` (app.py:
     # reply_handler_files). None: the reply rules answer.
     reply_handler: str | None = None
+    # An existing EventBridge bus (name or ARN) for the relay's events; None: no events.
+    event_bus_name: str | None = None
+    event_detail: str = EVENT_DETAIL_MINIMAL
 
     def __post_init__(self) -> None:
         if not 1 <= self.consumer_batch_size <= MAX_SQS_FIFO_BATCH_SIZE:
@@ -197,6 +204,14 @@ class WhatsAppRelayStack(Stack):
                 ENV_GRAPH_API_VERSION: props.graph_api_version,
                 ENV_REPLY_RULES_PATH: deployed_path(props.reply_rules_file),
                 **({ENV_REPLY_HANDLER: props.reply_handler} if props.reply_handler else {}),
+                **(
+                    {
+                        ENV_EVENT_BUS_NAME: props.event_bus_name,
+                        ENV_EVENT_DETAIL: props.event_detail,
+                    }
+                    if props.event_bus_name
+                    else {}
+                ),
             },
             defaults=defaults,
         )
@@ -211,6 +226,14 @@ class WhatsAppRelayStack(Stack):
         table.grant(consumer.function, *TABLE_IAM_ACTIONS)
         # The consumer's own dead letters (attempts exhausted, unreadable records).
         queues.dead_letter_queue.grant(consumer.function, "sqs:SendMessage")
+        if props.event_bus_name:
+            # events:PutEvents on that one bus: the relay's events, nothing else.
+            bus = (
+                events.EventBus.from_event_bus_arn(self, "EventBus", props.event_bus_name)
+                if props.event_bus_name.startswith("arn:")
+                else events.EventBus.from_event_bus_name(self, "EventBus", props.event_bus_name)
+            )
+            bus.grant_put_events_to(consumer.function)
         # The event source mapping grants Receive/Delete/ChangeMessageVisibility/GetQueueAttributes/
         # GetQueueUrl on the queue (grantConsumeMessages); the consumer itself raises visibility
         # timeouts for backoff, which that grant covers.
@@ -255,6 +278,7 @@ class WhatsAppRelayStack(Stack):
             oldest_message_alarm_seconds=props.oldest_message_alarm_seconds,
             bad_signature_alarm_count=props.bad_signature_alarm_count,
             alarm_email=props.alarm_email,
+            events_published=props.event_bus_name is not None,
         )
 
         self.queues = queues

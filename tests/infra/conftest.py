@@ -43,6 +43,8 @@ CUSTOM_PROPS: dict[str, Any] = {
     "retain_data": False,
     "reply_rules_file": "tests/infra/reply_rules/custom.json",
     "reply_handler": "examples.order_status:handle",
+    "event_bus_name": "crm-events",
+    "event_detail": "full",
 }
 
 

@@ -23,11 +23,14 @@ from functions.domain.consumer.ports import (
     GraphApiError,
     MessageHistory,
     MessageStatus,
+    RelayEvent,
     ReplyHandler,
     SentReply,
     StoreUnavailable,
+    Unpublished,
     VisibilityChange,
 )
+from functions.domain.consumer.relay_events import RelayEvents
 from functions.domain.consumer.reply_rules import ReplyRules, parse_rules
 
 BUSINESS_NUMBER_ID = "106540352242922"
@@ -333,6 +336,25 @@ class RecordingVisibility:
         return {c.message_id: c.timeout_seconds for c in self.changes}
 
 
+@dataclass
+class MemoryBus:
+    """An `EventPublisher` that keeps what it was given, or refuses it with `refuse`."""
+
+    published: list[RelayEvent] = field(default_factory=list)
+    refuse: str | None = None  # an error code
+    calls: int = 0
+
+    def publish(self, events: Sequence[RelayEvent]) -> list[Unpublished]:
+        self.calls += 1
+        if self.refuse is not None:
+            return [Unpublished(event, self.refuse) for event in events]
+        self.published.extend(events)
+        return []
+
+    def of(self, detail_type: str) -> list[dict[str, Any]]:
+        return [dict(e.detail) for e in self.published if e.detail_type == detail_type]
+
+
 def consumer(
     graph: ScriptedGraph | None = None,
     *,
@@ -347,6 +369,8 @@ def consumer(
     clock: Callable[[], datetime] = lambda: NOW,
     reply_handler: ReplyHandler | None = None,
     handler_reserve_seconds: float = 5.0,
+    bus: MemoryBus | None = None,
+    event_content: bool = False,
 ) -> Consumer:
     return Consumer(
         graph=graph or ScriptedGraph(),
@@ -362,4 +386,5 @@ def consumer(
         max_attempts=max_attempts,
         reply_handler=reply_handler,
         handler_reserve_seconds=handler_reserve_seconds,
+        events=None if bus is None else RelayEvents(bus, include_content=event_content),
     )
