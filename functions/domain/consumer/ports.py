@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 
 class GraphApiError(Exception):
@@ -83,6 +83,10 @@ class MessageHistory:
     claimed: frozenset[int] = frozenset()
     outcome: str | None = None  # DONE: what happened ("replied", "no_reply", ...)
     dead_lettered_at: float | None = None
+    # The burst this message answers for, fixed when its first reply slot was claimed (its
+    # other messages' wamids, oldest first); None while nothing was claimed.
+    members: tuple[str, ...] | None = None
+    burst_head: str | None = None  # the message whose burst this one belongs to
 
 
 class BeginResult(Enum):
@@ -121,6 +125,11 @@ class SentReply:
 class Finished:
     outcome: str  # "replied", "no_reply", "permanent_failure", "uncertain"
     error_code: str | None = None
+    # The burst's other messages: done in the same write, "answered as part of" this one.
+    members: tuple[str, ...] = ()
+
+
+IN_BURST: Final = "in_burst"  # the outcome of a burst's other messages
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +140,8 @@ class FailedAttempt:
     at: float  # epoch seconds
     release_slot: int | None  # the claimed slot whose send Meta refused (may be retried)
     dead_lettered: bool = False
+    # With `dead_lettered`: the burst's other messages that went to the DLQ with it.
+    members: tuple[str, ...] = ()
 
 
 class Ledger(Protocol):
@@ -147,14 +158,17 @@ class Ledger(Protocol):
         lease_until: float,
         claim_slot: int | None,
         enqueued_at: float | None,
+        burst_head: str | None = None,
     ) -> Begun:
         """Take the message for this attempt (until `lease_until`), claiming `claim_slot` when a
         send will follow. Refused when it is done, held by a live lease, or dead-lettered after
-        this copy was enqueued (a copy enqueued later is a redrive and starts a fresh budget)."""
+        this copy was enqueued (a copy enqueued later is a redrive and starts a fresh budget).
+        `burst_head`: the message is taken as a member of that message's burst."""
         ...
 
-    def claim(self, wamid: str, slot: int, *, now: float) -> None:
-        """Claim a reply slot right before its send (when `begin` could not)."""
+    def claim(self, wamid: str, slot: int, *, now: float, members: Sequence[str] = ()) -> None:
+        """Claim a reply slot right before its send (when `begin` could not). `members`: the
+        burst this message answers for, remembered with its first claim and never changed."""
         ...
 
     def record_sent(
@@ -165,11 +179,13 @@ class Ledger(Protocol):
         ...
 
     def finish(self, wamid: str, finished: Finished, *, release_slot: int | None) -> None:
-        """The message needs nothing more (no reply, refused for good, or uncertain)."""
+        """The message needs nothing more (no reply, refused for good, or uncertain); its
+        burst's `finished.members` with it, in the same write."""
         ...
 
     def record_failure(self, wamid: str, failure: FailedAttempt) -> None:
-        """This attempt failed; release its lease (and its refused slot) for the next one."""
+        """This attempt failed; release its lease (and its refused slot) for the next one. A
+        dead-lettered burst's members are marked in the same write."""
         ...
 
 

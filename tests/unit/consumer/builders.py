@@ -14,6 +14,7 @@ from typing import Any
 
 from functions.domain.consumer.consume import Consumer, InboxRecord
 from functions.domain.consumer.ports import (
+    IN_BURST,
     BeginResult,
     Begun,
     DeadLetter,
@@ -203,6 +204,8 @@ class _Item:
     outcome: str | None = None
     error_code: str | None = None
     dead_lettered_at: float | None = None
+    members: tuple[str, ...] | None = None
+    burst_head: str | None = None
 
     def history(self) -> MessageHistory:
         return MessageHistory(
@@ -212,6 +215,8 @@ class _Item:
             claimed=frozenset(self.claims - set(self.sent)),
             outcome=self.outcome,
             dead_lettered_at=self.dead_lettered_at,
+            members=self.members,
+            burst_head=self.burst_head,
         )
 
 
@@ -234,6 +239,7 @@ class MemoryLedger:
         lease_until: float,
         claim_slot: int | None,
         enqueued_at: float | None,
+        burst_head: str | None = None,
     ) -> Begun:
         with self._lock:
             self._enter("begin")
@@ -258,12 +264,17 @@ class MemoryLedger:
             item.lease_until = lease_until
             if claim_slot is not None:
                 item.claims.add(claim_slot)
+            if burst_head is not None:
+                item.burst_head = burst_head
             return Begun(BeginResult.STARTED, old)
 
-    def claim(self, wamid: str, slot: int, *, now: float) -> None:
+    def claim(self, wamid: str, slot: int, *, now: float, members: Sequence[str] = ()) -> None:
         with self._lock:
             self._enter("claim")
-            self.items.setdefault(wamid, _Item()).claims.add(slot)
+            item = self.items.setdefault(wamid, _Item())
+            item.claims.add(slot)
+            if members and item.members is None:
+                item.members = tuple(members)
 
     def record_sent(
         self, reply: SentReply, *, claim_next: int | None, finished: Finished | None
@@ -280,6 +291,7 @@ class MemoryLedger:
                     finished.outcome,
                     0.0,
                 )
+                self._members_done(reply.inbound_wamid, finished.members)
             if reply.reply_wamid:
                 self.replies[reply.reply_wamid] = reply
 
@@ -291,6 +303,7 @@ class MemoryLedger:
             item.error_code = finished.error_code or item.error_code
             if release_slot is not None:
                 item.claims.discard(release_slot)
+            self._members_done(wamid, finished.members)
 
     def record_failure(self, wamid: str, failure: FailedAttempt) -> None:
         with self._lock:
@@ -303,8 +316,22 @@ class MemoryLedger:
                 item.claims.discard(failure.release_slot)
             if failure.dead_lettered:
                 item.status, item.dead_lettered_at = MessageStatus.DEAD_LETTERED, failure.at
+                for member in failure.members:
+                    other = self.items.setdefault(member, _Item())
+                    other.status, other.dead_lettered_at = MessageStatus.DEAD_LETTERED, failure.at
+                    other.error_code, other.burst_head, other.lease_until = (
+                        failure.error_code,
+                        wamid,
+                        0.0,
+                    )
             else:
                 item.status = MessageStatus.ACTIVE
+
+    def _members_done(self, head: str, members: Sequence[str]) -> None:
+        for member in members:
+            other = self.items.setdefault(member, _Item())
+            other.status, other.outcome = MessageStatus.DONE, IN_BURST
+            other.burst_head, other.lease_until = head, 0.0
 
     def _enter(self, method: str) -> None:
         self.calls.append(method)
