@@ -199,7 +199,11 @@ class DynamoDbLedger:
             update += ", dead_lettered_at = :at"
         if failure.release_slot is not None:
             update += f" REMOVE claim_{failure.release_slot}"
-        members: list[TransactWriteItemTypeDef] = []
+        members: list[TransactWriteItemTypeDef] = [
+            # Held back behind it: free for the next attempt, like the head.
+            {"Update": self._request(member, "SET lease_until = :zero", {":zero": _number(0)})}
+            for member in failure.members
+        ]
         if failure.dead_lettered:
             # The burst went to the DLQ together: its members are dead letters too (a redrive
             # of them, enqueued later, starts afresh like any other).

@@ -25,6 +25,10 @@ ENV_REPLY_HANDLER: Final = "REPLY_HANDLER"
 # message content too).
 ENV_EVENT_BUS_NAME: Final = "EVENT_BUS_NAME"
 ENV_EVENT_DETAIL: Final = "EVENT_DETAIL"
+# Optional: > 0, a conversation's first message waits up to this many seconds for the rest of
+# its burst, answered once (default 0: every message on its own).
+ENV_BURST_WINDOW_SECONDS: Final = "BURST_WINDOW_SECONDS"
+MAX_BURST_WINDOW_SECONDS: Final = 120
 EVENT_DETAIL_MINIMAL: Final = "minimal"
 EVENT_DETAIL_FULL: Final = "full"
 # The consumer's own dead letters go here (the inbound queue's FIFO DLQ).
@@ -83,6 +87,8 @@ METRIC_END_TO_END_LATENCY: Final = (
 )
 METRIC_HANDLER_LATENCY: Final = "HandlerLatency"  # [service] ms, the reply handler's own time
 METRIC_EVENTS_PUBLISHED: Final = "EventsPublished"  # [service] accepted by the event bus
+# [service] messages answered together with an earlier one of their conversation (a burst).
+METRIC_ANSWERED_IN_BURST: Final = "AnsweredInBurst"
 # [service] (alarmed) and [service, ErrorCode]: events the bus did not take, even on a retry.
 METRIC_EVENTS_NOT_PUBLISHED: Final = "EventsNotPublished"
 

@@ -16,6 +16,7 @@ from functions.common.names import (
     DEFAULT_GRAPH_API_URL,
     DEFAULT_GRAPH_API_VERSION,
     DEFAULT_MAX_ATTEMPTS,
+    ENV_BURST_WINDOW_SECONDS,
     ENV_DEAD_LETTER_QUEUE_URL,
     ENV_EVENT_BUS_NAME,
     ENV_EVENT_DETAIL,
@@ -28,6 +29,7 @@ from functions.common.names import (
     ENV_SECRET_ID,
     EVENT_DETAIL_FULL,
     EVENT_DETAIL_MINIMAL,
+    MAX_BURST_WINDOW_SECONDS,
 )
 
 # `package.module:function`: dotted Python identifiers, a colon, one identifier.
@@ -70,6 +72,7 @@ class ConsumerSettings:
     reply_handler: str | None = None  # `module.path:function`, validated shape
     event_bus_name: str | None = None  # name or ARN; None: no events
     event_content: bool = False  # EVENT_DETAIL=full
+    burst_window_seconds: int = 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ConsumerSettings:
@@ -89,7 +92,18 @@ class ConsumerSettings:
             reply_handler=_handler_spec(environ),
             event_bus_name=environ.get(ENV_EVENT_BUS_NAME, "").strip() or None,
             event_content=_event_detail(environ) == EVENT_DETAIL_FULL,
+            burst_window_seconds=_burst_window(environ),
         )
+
+
+def _burst_window(environ: Mapping[str, str]) -> int:
+    raw = environ.get(ENV_BURST_WINDOW_SECONDS, "").strip() or "0"
+    if not raw.isascii() or not raw.isdigit() or int(raw) > MAX_BURST_WINDOW_SECONDS:
+        raise ConfigurationError(
+            f"{ENV_BURST_WINDOW_SECONDS} must be a whole number from 0 to "
+            f"{MAX_BURST_WINDOW_SECONDS}"
+        )
+    return int(raw)
 
 
 def _event_detail(environ: Mapping[str, str]) -> str:

@@ -14,6 +14,7 @@ from functions.common.masking import mask_phone
 from functions.common.names import (
     DIM_ERROR_CLASS,
     DIM_ERROR_CODE,
+    METRIC_ANSWERED_IN_BURST,
     METRIC_DEAD_LETTERED,
     METRIC_DUPLICATE_SKIPPED,
     METRIC_END_TO_END_LATENCY,
@@ -38,6 +39,7 @@ CODE_CONFIGURATION = "configuration"
 
 _COUNTED_RESULTS = {
     Result.DUPLICATE: METRIC_DUPLICATE_SKIPPED,
+    Result.IN_BURST: METRIC_ANSWERED_IN_BURST,
 }
 
 # result -> (log level, message). Records that failed a call but are done log at WARNING.
@@ -52,6 +54,8 @@ _LOG_LINES = {
     ),
     Result.RETRY: ("warning", "record will be retried"),
     Result.HELD_BACK: ("info", "record held back behind its conversation"),
+    Result.WAITING: ("info", "first of a burst: waiting for the rest of it"),
+    Result.IN_BURST: ("info", "answered as part of its burst"),
 }
 
 
@@ -165,6 +169,8 @@ def _fields(outcome: RecordOutcome) -> dict[str, object]:
         "attempts": outcome.attempts,
         "dead_letter_reason": outcome.dead_letter.reason if outcome.dead_letter else None,
         "uncertain_slots": outcome.uncertain_slots or None,
+        "burst_of": outcome.burst_of,
+        "burst_size": outcome.burst_size if outcome.burst_size > 1 else None,
         "store_write_failed": outcome.store_write_failed or None,
         "graph_errors": [
             {

@@ -64,6 +64,7 @@ def consumer(context: LambdaContext) -> Consumer:
         max_attempts=settings.max_attempts,
         reply_handler=reply_handler(settings.reply_handler),
         events=_events(settings),
+        burst_window_seconds=settings.burst_window_seconds,
     )
 
 

@@ -28,16 +28,18 @@ second run still gets each position sent at most once.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from enum import Enum
 
 from functions.common.names import DEFAULT_MAX_ATTEMPTS
 from functions.domain.consumer.backoff import delay_seconds
 from functions.domain.consumer.error_policy import (
+    CODE_BURST_INCOMPLETE,
     CODE_IN_PROGRESS,
     CODE_POISON,
     CODE_STORE_UNAVAILABLE,
@@ -104,13 +106,15 @@ class Result(Enum):
     RETRY = "retry"  # reported in batchItemFailures with a backoff
     HELD_BACK = "held_back"  # an earlier record of its conversation failed (or no time left)
     INTERNAL_ERROR = "internal_error"  # a bug: reported as failure, logged with traceback
+    WAITING = "waiting"  # the first of a burst, held (invisible) while the rest gathers behind
+    IN_BURST = "in_burst"  # done: answered as part of the burst of `burst_of`
 
     @property
     def failed(self) -> bool:
         return self in _FAILED_RESULTS
 
 
-_FAILED_RESULTS = frozenset({Result.RETRY, Result.HELD_BACK, Result.INTERNAL_ERROR})
+_FAILED_RESULTS = frozenset({Result.RETRY, Result.HELD_BACK, Result.INTERNAL_ERROR, Result.WAITING})
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +164,8 @@ class RecordOutcome:
     permanent_code: str | None = None
     dead_letter: DeadLetter | None = None
     unreadable: bool = False
+    burst_of: str | None = None  # a burst's other message: the wamid of the burst's first
+    burst_size: int = 0  # a burst's first message: how many messages it answered together
     uncertain_slots: int = 0
     store_write_failed: bool = False
     # Facts for other systems (relay_events.py), published once the record is settled.
@@ -217,6 +223,9 @@ class Consumer:
     handler_reserve_seconds: float = 5.0
     # Events for other systems (EVENT_BUS_NAME); None: none are built or published.
     events: RelayEvents | None = None
+    # > 0: a conversation's first message waits up to this long for the rest of its burst,
+    # which is then answered once (BURST_WINDOW_SECONDS).
+    burst_window_seconds: float = 0.0
 
 
 # --- the batch --------------------------------------------------------------------------------
@@ -251,50 +260,60 @@ def consume_batch(records: Sequence[InboxRecord], consumer: Consumer) -> BatchRe
 
 
 def _consume_group(records: Sequence[InboxRecord], consumer: Consumer) -> list[RecordOutcome]:
+    """A conversation's records in order, one unit at a time: a message, or a burst of them."""
     outcomes: list[RecordOutcome] = []
-    blocker: tuple[str, str] | None = None  # (code, reason)
+    blocker: tuple[str | None, str] | None = None  # (code, reason)
     slowest_seconds = 0.0
-    for index, record in enumerate(records):
+    pending = list(records)
+    while pending:
         # The first record of a conversation always runs (an invocation starts with its whole
         # timeout); a later one only when twice the slowest so far still fits, so a slow Graph
         # API cannot push a send past the function's timeout.
         budget = max(consumer.min_seconds_to_start, 2 * slowest_seconds)
-        if blocker is None and index > 0 and consumer.remaining_seconds() < budget:
+        if blocker is None and outcomes and consumer.remaining_seconds() < budget:
             blocker = (CODE_TIME_BUDGET, "too little time left in this invocation")
         if blocker is not None:
-            outcomes.append(
-                RecordOutcome(
-                    record=record,
-                    result=Result.HELD_BACK,
-                    retry_code=blocker[0],
-                    reason=blocker[1],
-                    delay_seconds=HELD_BACK_VISIBILITY_SECONDS,
-                )
-            )
-            continue
+            outcomes += [_held_back(record, *blocker) for record in pending]
+            break
         started = consumer.clock()
-        outcome = _guarded(record, consumer)
+        unit = _guarded(pending, consumer)
         slowest_seconds = max(slowest_seconds, (consumer.clock() - started).total_seconds())
-        outcomes.append(outcome)
+        outcomes += unit
+        pending = pending[len(unit) :]
         # An unreadable record is nobody's message: it never holds back the records behind
         # it, its own conversation's included (docs/contract.md).
-        if outcome.failed and not outcome.unreadable:
-            blocker = (CODE_HELD_BACK, f"behind {record.message_id} of the same conversation")
+        failed = next((o for o in unit if o.failed and not o.unreadable), None)
+        if failed is not None:
+            reason = f"behind {failed.record.message_id} of the same conversation"
+            # Behind a burst's first message the rest is gathering, not failing.
+            code = None if failed.result is Result.WAITING else CODE_HELD_BACK
+            blocker = (code, reason)
     return outcomes
 
 
-def _guarded(record: InboxRecord, consumer: Consumer) -> RecordOutcome:
-    """`consume_record`, with a bug in it turned into a failed record (logged with traceback by
+def _held_back(record: InboxRecord, code: str | None, reason: str) -> RecordOutcome:
+    return RecordOutcome(
+        record=record,
+        result=Result.HELD_BACK,
+        retry_code=code,
+        reason=reason,
+        delay_seconds=HELD_BACK_VISIBILITY_SECONDS,
+    )
+
+
+def _guarded(pending: Sequence[InboxRecord], consumer: Consumer) -> list[RecordOutcome]:
+    """`_consume_unit`, with a bug in it turned into a failed record (logged with traceback by
     telemetry) instead of a failed batch. A bug is not one of the message's own attempts (the
     ledger may not even have been written), so its backoff follows the receive count and SQS's
     `maxReceiveCount` bounds it."""
     try:
-        outcome = consume_record(record, consumer)
+        unit = _consume_unit(pending, consumer)
     except Exception as error:  # noqa: BLE001 - reported, with traceback, by telemetry
-        outcome = RecordOutcome(record=record, result=Result.INTERNAL_ERROR, error=error)
+        outcome = RecordOutcome(record=pending[0], result=Result.INTERNAL_ERROR, error=error)
         _schedule(outcome, CODE_INTERNAL_ERROR, classify(CODE_INTERNAL_ERROR), None, consumer)
-    _publish_events(outcome, consumer)
-    return outcome
+        unit = [outcome]
+    _publish_events(unit, consumer)
+    return unit
 
 
 def _tell(
@@ -306,19 +325,28 @@ def _tell(
         outcome.events.append(build(consumer.events))
 
 
-def _publish_events(outcome: RecordOutcome, consumer: Consumer) -> None:
-    """One PutEvents per record at most. A refusal is counted and logged (EventsNotPublished,
-    alarmed), never retried by SQS: the reply it describes is done and must not be redone."""
-    if consumer.events is None or not outcome.events:
+def _publish_events(unit: Sequence[RecordOutcome], consumer: Consumer) -> None:
+    """One PutEvents per unit (a message or a burst) at most. A refusal is counted and logged
+    (EventsNotPublished, alarmed), never retried by SQS: the reply it describes is done and
+    must not be redone."""
+    events = [event for outcome in unit for event in outcome.events]
+    if consumer.events is None or not events:
         return
-    outcome.events_unpublished = consumer.events.publish(outcome.events)
-    outcome.events_published = len(outcome.events) - len(outcome.events_unpublished)
+    refused = {id(failure.event): failure for failure in consumer.events.publish(events)}
+    for outcome in unit:
+        outcome.events_unpublished = [
+            refused[id(event)] for event in outcome.events if id(event) in refused
+        ]
+        outcome.events_published = len(outcome.events) - len(outcome.events_unpublished)
 
 
-# --- one record -------------------------------------------------------------------------------
+# --- one unit: a message, or a burst of them -------------------------------------------------
 
 
-def consume_record(record: InboxRecord, consumer: Consumer) -> RecordOutcome:
+def _consume_unit(pending: Sequence[InboxRecord], consumer: Consumer) -> list[RecordOutcome]:
+    """The first of `pending`, with the rest of its burst when a burst window is on: the
+    outcomes of the records it took, a prefix of `pending`."""
+    record = pending[0]
     outcome = RecordOutcome(record=record)
     try:
         queued = QueuedRecord.from_json(record.body)
@@ -326,34 +354,128 @@ def consume_record(record: InboxRecord, consumer: Consumer) -> RecordOutcome:
         outcome.unreadable = True
         outcome.reason = str(error)
         _dead_letter_unreadable(outcome, consumer)
-        return outcome
+        return [outcome]
+    _describe(outcome, queued)
+    window = consumer.burst_window_seconds
+    candidates: list[tuple[InboxRecord, QueuedRecord]] = []
+    if window > 0:
+        closes = queued.received_at + timedelta(seconds=window)
+        wait = (closes - consumer.clock()).total_seconds()
+        if wait > 0:
+            # The first of a burst: invisible until its window closes. FIFO delivers nothing
+            # more of this conversation meanwhile, so the rest of the burst gathers behind it.
+            outcome.result = Result.WAITING
+            outcome.delay_seconds = max(1, math.ceil(wait))
+            outcome.reason = f"waiting {outcome.delay_seconds} s for the rest of its burst"
+            return [outcome]
+        candidates = _burst_candidates(pending[1:], closes)
+    return _consume_burst(record, queued, outcome, candidates, consumer)
+
+
+def _describe(outcome: RecordOutcome, queued: QueuedRecord) -> None:
     received = queued.received
     outcome.wamid = queued.wamid
     outcome.message_type = received.message.type
     outcome.sender = received.sender_key
-    # The rules are pure: their plan is known now, and `begin` claims its first slot. A reply
-    # handler runs only once the ledger has given us the message (a duplicate never runs it).
-    plan = (
-        None
-        if consumer.reply_handler is not None
-        else rules_plan(consumer.rules, [queued], now=consumer.clock())
-    )
-    if plan is not None:
-        outcome.decision = plan.reason
 
+
+def _burst_candidates(
+    following: Sequence[InboxRecord], closes: datetime
+) -> list[tuple[InboxRecord, QueuedRecord]]:
+    """The records right behind a burst's first that ingest accepted before its window closed;
+    the first one that did not (or cannot be read) starts the next unit."""
+    candidates = []
+    for record in following:
+        try:
+            queued = QueuedRecord.from_json(record.body)
+        except UnreadableRecord:
+            break
+        if queued.received_at > closes:
+            break
+        candidates.append((record, queued))
+    return candidates
+
+
+def _consume_burst(
+    record: InboxRecord,
+    queued: QueuedRecord,
+    outcome: RecordOutcome,
+    candidates: Sequence[tuple[InboxRecord, QueuedRecord]],
+    consumer: Consumer,
+) -> list[RecordOutcome]:
+    # The rules are pure: without bursts their plan is known now, and `begin` claims its first
+    # slot. A reply handler runs only once the ledger has given us the message (a duplicate
+    # never runs it); with a burst window the plan waits for the burst's messages to be taken
+    # (an earlier attempt may have fixed a burst this batch cannot answer yet).
+    plan = None
+    if consumer.reply_handler is None and consumer.burst_window_seconds <= 0:
+        plan = rules_plan(consumer.rules, [queued], now=consumer.clock())
+        outcome.decision = plan.reason
+    claim_first = plan is not None and bool(plan.replies)
+    history = _take(record, queued, outcome, consumer, claim_slot=0 if claim_first else None)
+    if history is None:
+        return [outcome]  # a duplicate, a stale copy, held elsewhere, or the store is down
+    if history.sent or history.claimed:
+        # An earlier attempt began sending: the burst it fixed is the one answered now, so no
+        # message is answered twice, nor a reply sent for a different set of messages.
+        fixed = history.members or ()
+        chosen = list(candidates[: len(fixed)])
+        if [member.wamid for _, member in chosen] != list(fixed):
+            outcome.reason = "the burst's other messages are not all in this batch"
+            _retry_without_attempt(outcome, CODE_BURST_INCOMPLETE, consumer)
+            return [outcome]
+        candidates = chosen
+    burst = [queued]
+    members: list[RecordOutcome] = []
+    taken: list[RecordOutcome] = []
+    for member_record, member in candidates:
+        member_outcome = RecordOutcome(record=member_record, burst_of=queued.wamid)
+        _describe(member_outcome, member)
+        members.append(member_outcome)
+        if _take(member_record, member, member_outcome, consumer, burst_head=queued.wamid):
+            burst.append(member)
+            taken.append(member_outcome)
+        elif member_outcome.failed and (history.sent or history.claimed):
+            # A fixed burst answers for all of its messages or waits: one left out now would
+            # be answered again on its own later.
+            outcome.reason = f"{member.wamid} of its fixed burst is not available now"
+            _retry_without_attempt(outcome, CODE_BURST_INCOMPLETE, consumer)
+            return [outcome]
+    outcome.burst_size = len(burst)
+    if plan is None and consumer.reply_handler is None:
+        plan = rules_plan(consumer.rules, burst, now=consumer.clock())
+    attempt = _Attempt(burst, history, consumer, outcome, taken)
+    attempt.run(plan, first_slot_claimed=claim_first)
+    attempt.settle_members()
+    return [outcome, *members]
+
+
+def _take(
+    record: InboxRecord,
+    queued: QueuedRecord,
+    outcome: RecordOutcome,
+    consumer: Consumer,
+    *,
+    claim_slot: int | None = None,
+    burst_head: str | None = None,
+) -> MessageHistory | None:
+    """Take the message in the ledger for this attempt (as a member of `burst_head`'s burst,
+    if given): its history, or None when it settled otherwise — a duplicate, a stale copy of a
+    dead letter, a message another execution holds, or a store that is down."""
     now = consumer.clock()
     try:
         begun = consumer.ledger.begin(
             queued.wamid,
             now=now.timestamp(),
             lease_until=now.timestamp() + max(0.0, consumer.remaining_seconds()),
-            claim_slot=0 if plan is not None and plan.replies else None,
+            claim_slot=claim_slot,
             enqueued_at=record.enqueued_at,
+            burst_head=burst_head,
         )
     except StoreUnavailable as error:
         outcome.reason = str(error)
         _retry_without_attempt(outcome, CODE_STORE_UNAVAILABLE, consumer)
-        return outcome
+        return None
     if begun.result is BeginResult.ALREADY_DONE:
         outcome.result = Result.DUPLICATE
     elif begun.result is BeginResult.ALREADY_DEAD_LETTERED:
@@ -367,27 +489,31 @@ def consume_record(record: InboxRecord, consumer: Consumer) -> RecordOutcome:
                 consumer,
                 lambda events: events.message_received(queued, conversation_id=record.group_id),
             )
-        attempt = _Attempt(queued, begun.history, consumer, outcome)
-        attempt.run(plan, first_slot_claimed=plan is not None and bool(plan.replies))
-    return outcome
+        return begun.history
+    return None
 
 
 class _Attempt:
-    """One attempt at one message, once the ledger has given it to us."""
+    """One attempt at one message — or at a burst, held by its first message — once the ledger
+    has given it to us."""
 
     def __init__(
         self,
-        queued: QueuedRecord,
+        burst: Sequence[QueuedRecord],
         history: MessageHistory,
         consumer: Consumer,
         outcome: RecordOutcome,
+        members: Sequence[RecordOutcome] = (),
     ) -> None:
-        self.queued = queued
-        self.wamid = queued.wamid
+        self.queued = burst[0]  # the message whose ledger item holds the reply slots
+        self.wamid = self.queued.wamid
+        self.burst = list(burst)
+        self.member_wamids = tuple(member.wamid for member in burst[1:])
+        self.members = list(members)  # the outcomes of burst[1:]
         self.history = history
         self.consumer = consumer
         self.outcome = outcome
-        self.plan = Plan((), "", "", queued.wamid)
+        self.plan = Plan((), "", "", self.wamid)
         # A redriven dead letter starts a fresh budget.
         dead = history.status is MessageStatus.DEAD_LETTERED
         self.attempts_before = 0 if dead else history.attempts
@@ -404,15 +530,16 @@ class _Attempt:
         self._mark_read(typing=plan.typing)
         if not plan.replies:
             self.outcome.result = Result.NO_REPLY
-            self._finish(Finished(Result.NO_REPLY.value), release_slot=None)
+            self._finish(self._finished(Result.NO_REPLY.value), release_slot=None)
             return
         if not self._send_all(plan.replies, first_slot_claimed=first_slot_claimed):
             return  # refused (settled), or Meta accepted a send the ledger could not record
         outcome = self.outcome
         if outcome.replies_sent:
             outcome.result = Result.REPLIED
+            answered = next(q for q in self.burst if q.wamid == plan.thread_on)
             outcome.latency_ms = max(
-                0.0, (self.consumer.clock() - self.queued.received_at).total_seconds() * 1000
+                0.0, (self.consumer.clock() - answered.received_at).total_seconds() * 1000
             )
         else:
             # Every slot was sent, or may have been, by an earlier attempt that did not finish.
@@ -433,7 +560,7 @@ class _Attempt:
             plan = handler_plan(
                 handler,
                 consumer.rules,
-                [self.queued],
+                self.burst,
                 timeout_seconds=timeout,
                 now=consumer.clock(),
             )
@@ -455,11 +582,14 @@ class _Attempt:
         return plan
 
     def _mark_read(self, *, typing: bool) -> None:
+        """One read receipt, on the burst's latest message: Meta marks the earlier messages of
+        the thread read with it."""
         try:
             self.consumer.graph.mark_read(
                 self.queued.received.business.phone_number_id,
                 mark_read_body(
-                    self.wamid, typing_indicator=typing and self.consumer.rules.typing_indicator
+                    self.burst[-1].wamid,
+                    typing_indicator=typing and self.consumer.rules.typing_indicator,
                 ),
             )
             self.outcome.read_receipt_sent = True
@@ -471,8 +601,27 @@ class _Attempt:
         self.outcome.result = Result.PERMANENT
         self.outcome.permanent_code = CODE_INVALID_OUTBOUND
         self._finish(
-            Finished(Result.PERMANENT.value, CODE_INVALID_OUTBOUND), release_slot=release_slot
+            self._finished(Result.PERMANENT.value, CODE_INVALID_OUTBOUND), release_slot=release_slot
         )
+
+    def _finished(self, result: str, error_code: str | None = None) -> Finished:
+        """What the message ended with; its burst's other messages end with it."""
+        return Finished(result, error_code, members=self.member_wamids)
+
+    def settle_members(self) -> None:
+        """A burst's other messages follow its first: done with it, dead-lettered with it, or
+        held back behind it (in order) until it is answered."""
+        head = self.outcome
+        for member in self.members:
+            if head.result is Result.DEAD_LETTERED and member.dead_letter is not None:
+                member.result = Result.DEAD_LETTERED
+            elif head.failed or head.result is Result.DEAD_LETTERED:
+                member.result = Result.HELD_BACK
+                member.retry_code = CODE_HELD_BACK
+                member.reason = f"behind {head.record.message_id}, the first of its burst"
+                member.delay_seconds = HELD_BACK_VISIBILITY_SECONDS
+            else:
+                member.result = Result.IN_BURST
 
     def _send_all(self, plan: Sequence[OutboundMessage], *, first_slot_claimed: bool) -> bool:
         """Send each slot not sent before, in order, each at most once. True when every slot is
@@ -489,7 +638,12 @@ class _Attempt:
                 continue
             if claimed_slot != slot:
                 try:
-                    ledger.claim(self.wamid, slot, now=self.consumer.clock().timestamp())
+                    ledger.claim(
+                        self.wamid,
+                        slot,
+                        now=self.consumer.clock().timestamp(),
+                        members=self.member_wamids,
+                    )
                 except StoreUnavailable as error:
                     self.outcome.reason = str(error)
                     _retry_without_attempt(self.outcome, CODE_STORE_UNAVAILABLE, self.consumer)
@@ -509,7 +663,7 @@ class _Attempt:
                 ledger.record_sent(
                     sent,
                     claim_next=claimed_slot,
-                    finished=Finished(Result.REPLIED.value) if last else None,
+                    finished=self._finished(Result.REPLIED.value) if last else None,
                 )
             except StoreUnavailable as error:
                 # Meta accepted it: never retried (that would send it twice). The claim stays,
@@ -524,7 +678,7 @@ class _Attempt:
             result = Result.REPLIED if self.outcome.replies_sent else Result.UNCERTAIN
             if not self.outcome.replies_sent and not self.outcome.uncertain_slots:
                 result = Result.DUPLICATE
-            self._finish(Finished(result.value), release_slot=None)
+            self._finish(self._finished(result.value), release_slot=None)
         return True
 
     def _send_slot(self, slot: int, message: OutboundMessage) -> SentReply | None:
@@ -577,6 +731,7 @@ class _Attempt:
             sent_at=consumer.clock().timestamp(),
             inbound_at=inbound_at.timestamp() if inbound_at is not None else None,
             in_reply_to=thread_on if thread_on != self.wamid else None,
+            burst=tuple(q.wamid for q in self.burst) if self.member_wamids else (),
             conversation_id=outcome.record.group_id,
         )
 
@@ -588,7 +743,7 @@ class _Attempt:
         if policy.action is Action.PERMANENT:
             self.outcome.result = Result.PERMANENT
             self.outcome.permanent_code = failure.code
-            self._finish(Finished(Result.PERMANENT.value, failure.code), release_slot=slot)
+            self._finish(self._finished(Result.PERMANENT.value, failure.code), release_slot=slot)
             return
         self._fail(failure.code, policy, error.retry_after_seconds, slot)
 
@@ -599,18 +754,27 @@ class _Attempt:
         attempts = self.attempts_before + 1
         outcome.attempts = attempts
         now = consumer.clock().timestamp()
+        letter = DeadLetter(
+            reason=REASON_ATTEMPTS_EXHAUSTED,
+            error_code=code,
+            error_class=policy.name,
+            attempts=attempts,
+            last_attempt_at=now,
+            wamid=self.wamid,
+        )
         dead_lettered = attempts >= consumer.max_attempts and _send_dead_letter(
-            DeadLetter(
-                reason=REASON_ATTEMPTS_EXHAUSTED,
-                error_code=code,
-                error_class=policy.name,
-                attempts=attempts,
-                last_attempt_at=now,
-                wamid=self.wamid,
-            ),
-            consumer,
-            outcome,
-            self.queued,
+            letter, consumer, outcome, self.queued
+        )
+        # A burst goes to the DLQ together: each of its messages is a record there. Otherwise
+        # its messages are released with it for the next attempt.
+        members = (
+            tuple(
+                queued.wamid
+                for member, queued in zip(self.members, self.burst[1:], strict=True)
+                if _send_dead_letter(replace(letter, wamid=queued.wamid), consumer, member, queued)
+            )
+            if dead_lettered
+            else self.member_wamids
         )
         failure = FailedAttempt(
             attempts=attempts,
@@ -619,6 +783,7 @@ class _Attempt:
             at=now,
             release_slot=slot,
             dead_lettered=dead_lettered,
+            members=members,
         )
         try:
             consumer.ledger.record_failure(self.wamid, failure)

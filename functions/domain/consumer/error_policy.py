@@ -42,6 +42,7 @@ CODE_TIMEOUT: Final = "timeout"
 CODE_NETWORK: Final = "network"
 CODE_INVALID_RESPONSE: Final = "invalid_response"
 CODE_IN_PROGRESS: Final = "in_progress"
+CODE_BURST_INCOMPLETE: Final = "burst_incomplete"
 CODE_STORE_UNAVAILABLE: Final = "store_unavailable"
 CODE_CREDENTIALS_UNAVAILABLE: Final = "credentials_unavailable"
 CODE_POISON: Final = "poison"
@@ -176,7 +177,8 @@ CODE_CLASSES: Final[Mapping[str, str]] = {
         ),
         ERROR_CLASS_BAD_REQUEST,
     ),
-    CODE_IN_PROGRESS: ERROR_CLASS_IN_PROGRESS,
+    # Another execution holds the wamid, or a burst's messages are not all in this batch.
+    **dict.fromkeys((CODE_IN_PROGRESS, CODE_BURST_INCOMPLETE), ERROR_CLASS_IN_PROGRESS),
     CODE_POISON: ERROR_CLASS_POISON,
     **dict.fromkeys((CODE_HANDLER_ERROR, CODE_HANDLER_TIMEOUT), ERROR_CLASS_HANDLER),
 }

@@ -140,7 +140,8 @@ class FailedAttempt:
     at: float  # epoch seconds
     release_slot: int | None  # the claimed slot whose send Meta refused (may be retried)
     dead_lettered: bool = False
-    # With `dead_lettered`: the burst's other messages that went to the DLQ with it.
+    # The burst's other messages: their leases released with it, or, with `dead_lettered`,
+    # those that went to the DLQ with it.
     members: tuple[str, ...] = ()
 
 

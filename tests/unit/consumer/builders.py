@@ -326,6 +326,8 @@ class MemoryLedger:
                     )
             else:
                 item.status = MessageStatus.ACTIVE
+                for member in failure.members:
+                    self.items.setdefault(member, _Item()).lease_until = 0.0
 
     def _members_done(self, head: str, members: Sequence[str]) -> None:
         for member in members:
@@ -398,6 +400,7 @@ def consumer(
     handler_reserve_seconds: float = 5.0,
     bus: MemoryBus | None = None,
     event_content: bool = False,
+    burst_window_seconds: float = 0.0,
 ) -> Consumer:
     return Consumer(
         graph=graph or ScriptedGraph(),
@@ -414,4 +417,5 @@ def consumer(
         reply_handler=reply_handler,
         handler_reserve_seconds=handler_reserve_seconds,
         events=None if bus is None else RelayEvents(bus, include_content=event_content),
+        burst_window_seconds=burst_window_seconds,
     )
