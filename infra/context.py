@@ -14,7 +14,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from functions.common.names import EVENT_DETAIL_FULL, EVENT_DETAIL_MINIMAL
+from functions.common.names import (
+    EVENT_DETAIL_FULL,
+    EVENT_DETAIL_MINIMAL,
+    MAX_BURST_WINDOW_SECONDS,
+)
 from infra.constants import (
     ALARM_EMAIL_NONE,
     DATA_REMOVAL_DESTROY,
@@ -233,6 +237,12 @@ CONTEXT_KEYS: Final = (
         "reply_handler",
         "module.path:function, a Python function inside this repository (docs/reply-handler.md)",
         _reply_handler,
+    ),
+    ContextKey(
+        "burstWindowSeconds",
+        "burst_window_seconds",
+        f"{_between(0, MAX_BURST_WINDOW_SECONDS)} (seconds; 0 answers every message on its own)",
+        _whole_number(0, MAX_BURST_WINDOW_SECONDS),
     ),
     ContextKey(
         "eventBusName",

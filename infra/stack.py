@@ -18,6 +18,7 @@ from functions.common.names import (
     DEFAULT_GRAPH_API_VERSION,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_METRICS_NAMESPACE,
+    ENV_BURST_WINDOW_SECONDS,
     ENV_DEAD_LETTER_QUEUE_URL,
     ENV_EVENT_BUS_NAME,
     ENV_EVENT_DETAIL,
@@ -31,6 +32,7 @@ from functions.common.names import (
     ENV_SECRET_ID,
     EVENT_DETAIL_MINIMAL,
     INGEST_SERVICE,
+    MAX_BURST_WINDOW_SECONDS,
 )
 from infra.constants import (
     CONSUMER_BATCH_SIZE,
@@ -116,6 +118,8 @@ class RelayProps:
     # An existing EventBridge bus (name or ARN) for the relay's events; None: no events.
     event_bus_name: str | None = None
     event_detail: str = EVENT_DETAIL_MINIMAL
+    # > 0: a conversation's first message waits this long for the rest of its burst.
+    burst_window_seconds: int = 0
 
     def __post_init__(self) -> None:
         if not 1 <= self.consumer_batch_size <= MAX_SQS_FIFO_BATCH_SIZE:
@@ -142,6 +146,8 @@ class RelayProps:
         check_reply_rules(self.reply_rules_file)  # raises on rules the consumer would refuse
         if self.reply_handler is not None:
             locate_handler(self.reply_handler)  # raises on a handler that is not there
+        if not 0 <= self.burst_window_seconds <= MAX_BURST_WINDOW_SECONDS:
+            raise ValueError(f"burst_window_seconds must be 0..{MAX_BURST_WINDOW_SECONDS}")
 
 
 class WhatsAppRelayStack(Stack):
@@ -204,6 +210,11 @@ class WhatsAppRelayStack(Stack):
                 ENV_GRAPH_API_VERSION: props.graph_api_version,
                 ENV_REPLY_RULES_PATH: deployed_path(props.reply_rules_file),
                 **({ENV_REPLY_HANDLER: props.reply_handler} if props.reply_handler else {}),
+                **(
+                    {ENV_BURST_WINDOW_SECONDS: str(props.burst_window_seconds)}
+                    if props.burst_window_seconds
+                    else {}
+                ),
                 **(
                     {
                         ENV_EVENT_BUS_NAME: props.event_bus_name,

@@ -205,3 +205,32 @@ def _age_the_lease(resources: LocalResources, wamid: str) -> None:
         UpdateExpression="SET lease_until = :past",
         ExpressionAttributeValues={":past": {"N": "1"}},
     )
+
+
+# --- one answer per burst in make run --------------------------------------------------------
+
+
+def test_make_run_answers_a_burst_once_with_a_burst_window(tmp_path: Path) -> None:
+    pipeline = PipelineProcess(
+        tmp_path / "state", REPLY_HANDLER="examples.echo:handle", BURST_WINDOW_SECONDS="2"
+    ).start()
+    try:
+        sender = "16505550333"
+        wamids = []
+        for text in ("hi", "my order", "is late"):
+            wamid = new_wamid("e2e")
+            message = {"id": wamid, "type": "text", "text": {"body": text}}
+            status, _ = pipeline.post(encode(message_delivery(message, sender=sender)))
+            assert status == 200
+            wamids.append(wamid)
+        calls = pipeline.wait_for(lambda calls: any(c["kind"] == "send" for c in calls), timeout=30)
+        assert calls is not None, pipeline.output()
+        calls = pipeline.wait_quiet(seconds=3)  # nothing more comes for the burst
+    finally:
+        pipeline.interrupt()
+
+    sends = [c for c in calls if c["kind"] == "send"]
+    assert [c["json"]["text"]["body"] for c in sends] == ["You said: hi / my order / is late"]
+    assert sends[0]["json"]["context"] == {"message_id": wamids[-1]}
+    reads = [c["json"]["message_id"] for c in calls if c["kind"] == "read"]
+    assert reads == [wamids[-1]]

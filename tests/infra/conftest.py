@@ -45,6 +45,7 @@ CUSTOM_PROPS: dict[str, Any] = {
     "reply_handler": "examples.order_status:handle",
     "event_bus_name": "crm-events",
     "event_detail": "full",
+    "burst_window_seconds": 8,
 }
 
 

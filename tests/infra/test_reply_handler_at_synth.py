@@ -10,7 +10,7 @@ import pytest
 from aws_cdk import aws_lambda as lambda_
 
 from app import relay_props
-from functions.common.names import ENV_REPLY_HANDLER
+from functions.common.names import ENV_BURST_WINDOW_SECONDS, ENV_REPLY_HANDLER
 from infra.constants import CONSUMER_HANDLER, DEFAULT_REPLY_RULES_FILE
 from infra.context import ContextError, settings_from_context
 from infra.reply_handler_check import ReplyHandlerSpecError, locate_handler
@@ -141,3 +141,23 @@ def test_the_consumer_is_told_the_handler_only_when_there_is_one(
 
     assert ENV_REPLY_HANDLER not in consumer_env(default_stack)
     assert consumer_env(custom_stack)[ENV_REPLY_HANDLER] == CUSTOM_PROPS["reply_handler"]
+
+
+def test_a_burst_window_reaches_the_consumer_only_when_set(
+    default_stack: Synthesized, custom_stack: Synthesized
+) -> None:
+    def consumer_env(s: Synthesized) -> dict[str, str]:
+        _, consumer = s.one("AWS::Lambda::Function", {"Handler": CONSUMER_HANDLER})
+        variables: dict[str, str] = consumer["Properties"]["Environment"]["Variables"]
+        return variables
+
+    assert ENV_BURST_WINDOW_SECONDS not in consumer_env(default_stack)
+    assert consumer_env(custom_stack)[ENV_BURST_WINDOW_SECONDS] == "8"
+    assert (
+        settings_from_context({"alarmEmail": "none", "burstWindowSeconds": "15"})[
+            "burst_window_seconds"
+        ]
+        == 15
+    )
+    with pytest.raises(ContextError, match="a whole number from 0 to 120"):
+        settings_from_context({"alarmEmail": "none", "burstWindowSeconds": "600"})
