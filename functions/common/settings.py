@@ -131,7 +131,7 @@ def _handler_spec(environ: Mapping[str, str]) -> str | None:
         split_handler_spec(spec)
     except ValueError:
         raise ConfigurationError(
-            f"{ENV_REPLY_HANDLER} must be module.path:function (e.g. examples.echo:handle)"
+            f"{ENV_REPLY_HANDLER} must be module.path:function (e.g. mybot.replies:handle)"
         ) from None
     return spec
 
