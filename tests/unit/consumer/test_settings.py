@@ -66,5 +66,5 @@ def test_a_malformed_value_names_its_variable_never_its_value(name: str, value: 
 
 def test_a_handler_spec_splits_into_module_and_function() -> None:
     assert split_handler_spec("bot.replies:handle") == ("bot.replies", "handle")
-    with pytest.raises(ValueError, match="module.path:function"):
+    with pytest.raises(ValueError, match=r"module\.path:function"):
         split_handler_spec("bot.replies:handle:extra")
