@@ -30,6 +30,7 @@ from functions.common.names import (
     CONSUMER_SERVICE,
     DEFAULT_METRICS_NAMESPACE,
     ENV_DEAD_LETTER_QUEUE_URL,
+    ENV_EVENT_BUS_NAME,
     ENV_GRAPH_API_URL,
     ENV_GRAPH_API_VERSION,
     ENV_IDEMPOTENCY_TABLE,
@@ -114,6 +115,12 @@ class LocalPipeline:
             access_token=config.access_token,
         )
         environment = handler_environment(config, resources)
+        bus_name = os.environ.get(ENV_EVENT_BUS_NAME, "").strip()
+        if bus_name:
+            from local_pipeline.event_bus import LocalEventBus
+
+            bus = LocalEventBus(resources.endpoint, bus_name)
+            self._spawn(lambda: bus.watch(self.console, self._stopping), "event-watcher")
         for name in AWS_ENV_TO_DROP:
             os.environ.pop(name, None)
         os.environ.update({**environment, ENV_SERVICE_NAME: INGEST_SERVICE})
@@ -343,6 +350,9 @@ def print_banner(pipeline: LocalPipeline) -> None:
     )
     console.line(f"  handler logs   {' and '.join(info['logs'])} (LOG_LEVEL={config.log_level})")
     console.line(f"  {_replies_line()}")
+    bus = os.environ.get(ENV_EVENT_BUS_NAME, "").strip()
+    if bus:
+        console.line(f"  events         bus {bus} in moto; each one shown as an `event` line")
     console.line("")
     console.line("Handshake (as Meta does when you save the callback URL):")
     console.line(

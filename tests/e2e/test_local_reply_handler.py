@@ -30,6 +30,7 @@ from functions.common.names import (
     ENV_SERVICE_NAME,
 )
 from local_pipeline.config import AWS_ENV_TO_DROP, LOCAL_AWS_ENV
+from local_pipeline.console import short_id
 from local_pipeline.emulator import LocalResources, aws_client, create_resources
 from local_pipeline.fake_graph import Answer, FakeGraphApi, RecordedRequest, hang
 from local_pipeline.poller import ENV_LOG_FILE
@@ -234,3 +235,23 @@ def test_make_run_answers_a_burst_once_with_a_burst_window(tmp_path: Path) -> No
     assert sends[0]["json"]["context"] == {"message_id": wamids[-1]}
     reads = [c["json"]["message_id"] for c in calls if c["kind"] == "read"]
     assert reads == [wamids[-1]]
+
+
+def test_make_run_shows_the_events_a_subscriber_would_get(tmp_path: Path) -> None:
+    pipeline = PipelineProcess(tmp_path / "state", EVENT_BUS_NAME="relay-local").start()
+    try:
+        wamid = new_wamid("e2e")
+        message = {"id": wamid, "type": "text", "text": {"body": "hello"}}
+        status, _ = pipeline.post(encode(message_delivery(message, sender="16505550404")))
+        assert status == 200
+        deadline = time.monotonic() + 30
+        while "reply.sent" not in pipeline.output() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        pipeline.interrupt()
+
+    lines = [line for line in pipeline.output().splitlines() if " event " in f" {line} "]
+    tag = short_id(wamid)
+    assert any(f"message.received msg {tag}" in line for line in lines), pipeline.output()
+    assert any(f"reply.sent msg {tag} (slot 0)" in line for line in lines), pipeline.output()
+    assert "events         bus relay-local" in pipeline.output()
