@@ -91,6 +91,7 @@ CODE_HELD_BACK = "held_back"  # not started: an earlier record of its conversati
 # at once, so the failed record's own backoff alone decides when the conversation resumes (FIFO
 # delivers nothing of a group while its failed head is invisible).
 HELD_BACK_VISIBILITY_SECONDS = 0
+WINDOW_CLOSED_WITHIN_SECONDS = 0.5
 REASON_ATTEMPTS_EXHAUSTED = "attempts_exhausted"
 REASON_UNREADABLE = "unreadable"
 
@@ -361,7 +362,9 @@ def _consume_unit(pending: Sequence[InboxRecord], consumer: Consumer) -> list[Re
     if window > 0:
         closes = queued.received_at + timedelta(seconds=window)
         wait = (closes - consumer.clock()).total_seconds()
-        if wait > 0:
+        # Within a clock's skew of the end (SQS counts whole seconds): closed, or the head
+        # would wait a second time, past its window.
+        if wait > WINDOW_CLOSED_WITHIN_SECONDS:
             # The first of a burst: invisible until its window closes. FIFO delivers nothing
             # more of this conversation meanwhile, so the rest of the burst gathers behind it.
             outcome.result = Result.WAITING
