@@ -1,7 +1,9 @@
 """`make run`: the whole pipeline on this machine, on loopback, with no AWS account.
 
-    moto's server (queue + DLQ + table + secret, named and sized as the stack creates them)
-    gateway  127.0.0.1:$PORT/webhook -> functions.ingest.app.handler (in this process)
+    moto's server, own process (queue + DLQ + table + secret, named and sized as the stack
+             creates them)
+    gateway  127.0.0.1:$PORT/webhook -> functions.ingest.app.handler, in execution environments
+             (processes: up to INGEST_ENVIRONMENTS invocations at once, one each)
     worker   child process: SQS event source -> functions.consumer.app.handler
     fake Graph API (or the real one: GRAPH_API_URL)
 
@@ -29,17 +31,19 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from functions.common.lambda_context import StandInContext
 from functions.common.names import (
     CONSUMER_SERVICE,
     DEFAULT_METRICS_NAMESPACE,
     ENV_DEAD_LETTER_QUEUE_URL,
+    ENV_EVENT_BUS_NAME,
     ENV_GRAPH_API_URL,
     ENV_GRAPH_API_VERSION,
     ENV_IDEMPOTENCY_TABLE,
     ENV_LOG_LEVEL,
     ENV_METRICS_NAMESPACE,
     ENV_QUEUE_URL,
+    ENV_REPLY_HANDLER,
+    ENV_REPLY_RULES_PATH,
     ENV_SECRET_ID,
     ENV_SERVICE_NAME,
     INGEST_SERVICE,
@@ -52,12 +56,12 @@ from local_pipeline.config import (
     LOCAL_REGION,
     LocalConfig,
     LocalConfigError,
-    local_function_arn,
 )
 from local_pipeline.console import Console
 from local_pipeline.emulator import Emulator, LocalResources, create_resources
+from local_pipeline.environments import ExecutionEnvironments, FunctionSpec, InvocationFailed
 from local_pipeline.gateway import Exchange, Gateway, PortInUse
-from local_pipeline.poller import ENV_LOG_FILE, load_handler, warm_clients
+from local_pipeline.poller import ENV_LOG_FILE
 from local_pipeline.rules_watch import RulesWatch, describe, rules_path
 from local_pipeline.samples import encode, message_delivery, signed_curl, text_message
 from local_pipeline.state import PipelineState, remove_state, write_state
@@ -65,6 +69,9 @@ from local_pipeline.state import PipelineState, remove_state, write_state
 WORKER_READY_TIMEOUT_SECONDS = 60.0
 WORKER_STOP_TIMEOUT_SECONDS = 10.0
 INGEST_FUNCTION_NAME = "whatsapp-relay-ingest-local"
+# Concurrent ingest invocations: Lambda would scale further, but on a laptop's few cores more
+# processes only share the same CPU (and each costs its start-up).
+INGEST_ENVIRONMENTS = 4
 
 
 class StartupError(RuntimeError):
@@ -98,7 +105,7 @@ class LocalPipeline:
         self._worker_lock = threading.Lock()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._ingest_handler: Any = None
+        self.ingest: ExecutionEnvironments | None = None
         config.log_dir.mkdir(parents=True, exist_ok=True)
         self.ingest_log = config.log_dir / "ingest.log"
         self.consumer_log = config.log_dir / "consumer.log"
@@ -119,12 +126,28 @@ class LocalPipeline:
             access_token=config.access_token,
         )
         environment = handler_environment(config, resources)
+        bus_name = os.environ.get(ENV_EVENT_BUS_NAME, "").strip()
+        if bus_name:
+            from local_pipeline.event_bus import LocalEventBus
+
+            bus = LocalEventBus(resources.endpoint, bus_name)
+            self._spawn(lambda: bus.watch(self.console, self._stopping), "event-watcher")
         for name in AWS_ENV_TO_DROP:
             os.environ.pop(name, None)
         os.environ.update({**environment, ENV_SERVICE_NAME: INGEST_SERVICE})
-        # Imported once the environment is the function's (Powertools reads it at import).
-        self._ingest_handler = load_handler(INGEST_HANDLER)
-        warm_clients("sqs", "secretsmanager")
+        # Started once the environment is the function's (its processes inherit it).
+        self.ingest = ExecutionEnvironments(
+            FunctionSpec(
+                handler=INGEST_HANDLER,
+                function_name=INGEST_FUNCTION_NAME,
+                timeout_seconds=INGEST_TIMEOUT_SECONDS,
+                memory_mb=INGEST_MEMORY_MB,
+                warm_services=("sqs", "secretsmanager"),
+            ),
+            log_path=self.ingest_log,
+            environments=INGEST_ENVIRONMENTS,
+        )
+        self.ingest.launch()  # they start while the consumer worker does
         graph_url = config.graph_api_url
         if graph_url is None:
             from local_pipeline.fake_graph import FakeGraphApi
@@ -142,6 +165,10 @@ class LocalPipeline:
             graph_url = str(self.graph.url)
             self._spawn(self._watch_graph, "graph-watcher")
         self._start_worker(environment, graph_url)
+        try:
+            self.ingest.wait_ready()
+        except InvocationFailed as error:
+            raise StartupError(f"the ingest function did not start: {error}") from None
 
         self.gateway.serve()
 
@@ -149,6 +176,8 @@ class LocalPipeline:
         self._stopping.set()
         if self.gateway is not None:
             self.gateway.stop()
+        if self.ingest is not None:
+            self.ingest.close()
         self._stop_worker()
         for thread in self._threads:
             thread.join(timeout=5)
@@ -168,13 +197,8 @@ class LocalPipeline:
         self.stop()
 
     def _invoke_ingest(self, event: dict[str, Any]) -> Any:
-        context = StandInContext(
-            function_name=INGEST_FUNCTION_NAME,
-            invoked_function_arn=local_function_arn(INGEST_FUNCTION_NAME),
-            timeout_seconds=INGEST_TIMEOUT_SECONDS,
-            memory_limit_in_mb=INGEST_MEMORY_MB,
-        )
-        return self._ingest_handler(event, context)
+        assert self.ingest is not None
+        return self.ingest.invoke(event)
 
     # --- the consumer worker -----------------------------------------------------------------
 
@@ -348,6 +372,10 @@ def print_banner(pipeline: LocalPipeline) -> None:
         f"DLQ after {info['max_receive_count']} receives"
     )
     console.line(f"  handler logs   {' and '.join(info['logs'])} (LOG_LEVEL={config.log_level})")
+    console.line(f"  {_replies_line()}")
+    bus = os.environ.get(ENV_EVENT_BUS_NAME, "").strip()
+    if bus:
+        console.line(f"  events         bus {bus} in moto; each one shown as an `event` line")
     console.line("")
     console.line("Handshake (as Meta does when you save the callback URL):")
     console.line(
@@ -375,6 +403,16 @@ def pipeline_state(pipeline: LocalPipeline) -> PipelineState:
         dlq_url=resources.dlq_url,
         consumer_log=str(pipeline.consumer_log.resolve()),
     )
+
+
+def _replies_line() -> str:
+    """Who answers: the reply handler of REPLY_HANDLER, or the rules file; both are re-read
+    when their file changes."""
+    handler = os.environ.get(ENV_REPLY_HANDLER, "").strip()
+    if handler:
+        return f"reply handler  {handler} (REPLY_HANDLER; re-imported when its file changes)"
+    rules = os.environ.get(ENV_REPLY_RULES_PATH) or "functions/consumer/reply_rules.json"
+    return f"reply rules    {rules} (re-read when it changes; REPLY_HANDLER=module:function)"
 
 
 def route_warnings_to(stream: IO[str]) -> None:

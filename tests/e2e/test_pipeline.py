@@ -18,6 +18,7 @@ import pytest
 from functions.domain.whatsapp.queued_record import QueuedRecord
 from functions.domain.whatsapp.webhook import parse_delivery
 from local_pipeline.console import short_id
+from local_pipeline.run import INGEST_ENVIRONMENTS
 from local_pipeline.samples import encode, message_delivery, new_wamid, status_delivery
 from local_pipeline.state import running_pipeline, state_file
 from tests.e2e.pipeline_process import (
@@ -316,7 +317,8 @@ def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
     marker_dir = tmp_path / f"state-{uuid.uuid4().hex[:8]}"
     running = PipelineProcess(marker_dir).start()
     marker = f"LOCAL_STATE_DIR={marker_dir}"
-    assert len(processes_with_env(marker)) == 2  # make run and its consumer worker
+    # make run, moto's server, the consumer worker and the ingest's execution environments
+    assert len(processes_with_env(marker)) == 3 + INGEST_ENVIRONMENTS
     # When Ctrl-C
     exit_code = running.interrupt()
     # Then it exits cleanly and leaves no process behind

@@ -9,6 +9,7 @@ One SQS message per inbound WhatsApp message. The body is compact JSON:
       "business": {"phoneNumberId": "1065…", "displayPhoneNumber": "1555…", "wabaId": "1022…"},
       "contact": {"waId": "1650…", "name": "Sheena", "userId": "US.13491208655302741918",
                   "username": null, "parentUserId": null},          # or null; waId may be ""
+      "metaContact": { …the `contacts[]` object exactly as Meta sent it… },  # optional
       "message": { …the `messages[]` object exactly as Meta sent it… }
     }
 
@@ -111,6 +112,9 @@ class QueuedRecord:
             },
             "message": dict(self.received.message.raw),
         }
+        if contact is not None and contact.raw:
+            # Optional (added to schema 1 compatibly): what a reply handler gets as `contact`.
+            document["metaContact"] = dict(contact.raw)
         # ASCII-escaped, as Meta sends it: SQS refuses (or rewrites) some code points - lone
         # surrogates, U+FFFE, U+FFFF - that JSON escapes carry safely.
         return json.dumps(document, ensure_ascii=True, separators=(",", ":"))
@@ -138,6 +142,7 @@ class QueuedRecord:
         except InvalidPayload as error:
             raise UnreadableRecord(str(error)) from None
         contact_doc = document.get("contact")
+        meta_contact = document.get("metaContact")
         contact = (
             Contact(
                 wa_id=str(contact_doc.get("waId") or ""),
@@ -145,6 +150,7 @@ class QueuedRecord:
                 user_id=_text(contact_doc, "userId"),
                 username=_text(contact_doc, "username"),
                 parent_user_id=_text(contact_doc, "parentUserId"),
+                raw=meta_contact if isinstance(meta_contact, Mapping) else {},
             )
             if isinstance(contact_doc, Mapping)
             else None
