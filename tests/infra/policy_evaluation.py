@@ -1,4 +1,6 @@
-"""A small evaluator of resource policies, as AWS evaluates one for a single request.
+"""A small evaluator of IAM policies, as AWS evaluates one for a single request: resource policies
+(a statement names its Principal) and identity policies (a role's statements: no Principal, the
+caller is the role; `identity_based=True`).
 
 Enough of IAM's logic to judge the synthesized policies of this stack, and strict about the rest:
 an explicit Deny wins, else an Allow is needed, else the request is implicitly denied. A
@@ -36,7 +38,8 @@ class Unsupported(NotImplementedError):
 class Request:
     """One API request as the resource policy sees it."""
 
-    principal: Mapping[str, str]  # {"Service": "cloudwatch.amazonaws.com"} or {"AWS": "<arn>"}
+    # {"Service": "cloudwatch.amazonaws.com"} or {"AWS": "<arn>"}; identity policies ignore it
+    principal: Mapping[str, str]
     action: str
     resource: str
     context: Mapping[str, str] = field(default_factory=dict)  # condition keys -> value
@@ -70,13 +73,17 @@ def resolve(
     return {k: resolve(v, refs, attributes) for k, v in value.items()}
 
 
-def evaluate(policy: Mapping[str, Any], request: Request) -> Decision:
+def evaluate(
+    policy: Mapping[str, Any], request: Request, *, identity_based: bool = False
+) -> Decision:
     allowed = False
     for statement in _as_list(policy["Statement"]):
         for element in ("NotPrincipal", "NotAction", "NotResource"):
             if element in statement:
                 raise Unsupported(element)
-        if not _applies(statement, request):
+        if identity_based and "Principal" in statement:
+            raise Unsupported("a Principal in an identity policy statement")
+        if not _applies(statement, request, identity_based=identity_based):
             continue
         if statement["Effect"] == "Deny":
             return Decision.EXPLICIT_DENY
@@ -87,9 +94,9 @@ def evaluate(policy: Mapping[str, Any], request: Request) -> Decision:
     return Decision.ALLOW if allowed else Decision.IMPLICIT_DENY
 
 
-def _applies(statement: Mapping[str, Any], request: Request) -> bool:
+def _applies(statement: Mapping[str, Any], request: Request, *, identity_based: bool) -> bool:
     return (
-        _principal_matches(statement.get("Principal"), request.principal)
+        (identity_based or _principal_matches(statement.get("Principal"), request.principal))
         and any(_glob(p, request.action, ignore_case=True) for p in _as_list(statement["Action"]))
         and any(_glob(p, request.resource) for p in _as_list(statement["Resource"]))
         and _conditions_match(statement.get("Condition", {}), request.context)
@@ -146,6 +153,11 @@ def _compare(operator: str, expected: str, actual: str) -> bool:
     if len(expected_parts) != 6 or len(actual_parts) != 6:
         return False
     return all(_glob(e, a) for e, a in zip(expected_parts, actual_parts, strict=True))
+
+
+def glob_matches(pattern: str, value: str, *, ignore_case: bool = False) -> bool:
+    """IAM's wildcards: `*` any run of characters, `?` one character."""
+    return _glob(pattern, value, ignore_case=ignore_case)
 
 
 def _glob(pattern: str, value: str, *, ignore_case: bool = False) -> bool:
