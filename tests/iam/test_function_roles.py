@@ -18,13 +18,13 @@ scenario makes it, and then fails if the role lacks it.
 
 from __future__ import annotations
 
-import ast
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore import xform_name
 
 from functions.adapters import aws
 from infra.bundling import REPO_ROOT
@@ -44,13 +44,13 @@ from tests.iam.authorization import (
 from tests.iam.emulated_stack import EmulatedStack, deploy
 from tests.iam.recorder import ENV_RECORD_DIRECTORY, AwsCall, CallRecorder, recording_session
 from tests.iam.scenario import Lambda, drive_every_path, secret_document
+from tests.iam.source_scan import operations_called_in, services_with_clients
 from tests.infra.conftest import CUSTOM_PROPS, synthesize
 from tests.infra.policy_evaluation import Decision, Request, Unsupported, evaluate
 
 pytestmark = [pytest.mark.infra, pytest.mark.integration]
 
 FUNCTIONS_DIR = REPO_ROOT / "functions"
-CLIENT_FACTORY = FUNCTIONS_DIR / "adapters" / "aws.py"
 
 
 @dataclass(frozen=True)
@@ -183,61 +183,14 @@ def test_each_function_made_the_calls_it_exists_for(custom_proof: Proof) -> None
 # --- the scenario reaches every call in the code ----------------------------------------------
 
 
-def services_the_code_builds_clients_for() -> set[str]:
-    """Every service name a client is built for: the factory's `client("<service>", ...)`
-    calls, and any `client("<service>")` made with it elsewhere in functions/."""
-    services = set()
-    for path in FUNCTIONS_DIR.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Name | ast.Attribute)
-                and (node.func.id if isinstance(node.func, ast.Name) else node.func.attr)
-                == "client"
-                and node.args
-                and isinstance(node.args[0], ast.Constant)
-                and isinstance(node.args[0].value, str)
-            ):
-                services.add(node.args[0].value)
-    return services
-
-
-def operations_called_in_source() -> set[tuple[str, str]]:
-    """(file, snake_case operation) for each method call in functions/ whose name is an
-    operation of a service the code has clients for - `self._sqs.send_message_batch(...)`."""
-    import botocore.session
-    from botocore import xform_name
-
-    session = botocore.session.get_session()
-    operations = {
-        xform_name(name)
-        for service in services_the_code_builds_clients_for()
-        for name in session.get_service_model(service).operation_names
-    }
-    found = set()
-    for path in FUNCTIONS_DIR.rglob("*.py"):
-        if path == CLIENT_FACTORY:
-            continue
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Attribute)
-                and node.func.attr in operations
-            ):
-                found.add((path.relative_to(REPO_ROOT).as_posix(), node.func.attr))
-    return found
-
-
-def test_the_code_builds_clients_for_the_services_the_scan_knows() -> None:
-    assert services_the_code_builds_clients_for() >= {"sqs", "dynamodb", "secretsmanager", "events"}
+def test_the_scan_finds_the_services_the_client_factory_builds_clients_for() -> None:
+    assert services_with_clients(FUNCTIONS_DIR) >= {"sqs", "dynamodb", "secretsmanager", "events"}
 
 
 def test_every_aws_call_in_the_code_was_made_by_the_scenario(
     default_proof: Proof, custom_proof: Proof
 ) -> None:
-    from botocore import xform_name
-
-    in_source = operations_called_in_source()
+    in_source = operations_called_in(FUNCTIONS_DIR)
     recorded = {
         (call.origin, xform_name(call.operation))
         for call in default_proof.calls + custom_proof.calls
