@@ -21,9 +21,9 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from functions.common.names import ENV_EVENT_BUS_NAME, ENV_REPLY_RULES_PATH
-from infra.bundling import REPO_ROOT
 from infra.constants import LAMBDA_TASK_ROOT
 from tests.conftest import TEST_REGION, boto_client
+from tests.iam.recorder import REPO_ROOT
 from tests.infra.policy_evaluation import resolve
 
 PARTITION = "aws"

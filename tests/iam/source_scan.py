@@ -14,7 +14,7 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-from infra.bundling import REPO_ROOT
+from tests.iam.recorder import REPO_ROOT
 
 
 def _calls(directory: Path) -> Iterator[tuple[Path, ast.Call]]:

@@ -27,7 +27,6 @@ import pytest
 from botocore import xform_name
 
 from functions.adapters import aws
-from infra.bundling import REPO_ROOT
 from local_pipeline.fake_graph import FakeGraphApi
 from tests.conftest import ACCESS_TOKEN
 from tests.iam.authorization import (
@@ -42,7 +41,13 @@ from tests.iam.authorization import (
     unused_grants,
 )
 from tests.iam.emulated_stack import EmulatedStack, deploy
-from tests.iam.recorder import ENV_RECORD_DIRECTORY, AwsCall, CallRecorder, recording_session
+from tests.iam.recorder import (
+    ENV_RECORD_DIRECTORY,
+    REPO_ROOT,
+    AwsCall,
+    CallRecorder,
+    recording_session,
+)
 from tests.iam.scenario import Lambda, drive_every_path, secret_document
 from tests.iam.source_scan import operations_called_in, services_with_clients
 from tests.infra.conftest import CUSTOM_PROPS, synthesize

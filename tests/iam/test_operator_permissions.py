@@ -36,7 +36,6 @@ from functions.common.names import (
     SECRET_KEY_APP_SECRET,
     SECRET_KEY_VERIFY_TOKEN,
 )
-from infra.bundling import REPO_ROOT
 from infra.constants import (
     OUTPUT_CONSUMER_LOG_GROUP,
     OUTPUT_DLQ_URL,
@@ -45,7 +44,7 @@ from infra.constants import (
 )
 from tests.conftest import TEST_REGION, boto_client
 from tests.iam.authorization import ArnNames, Permission, permissions_for
-from tests.iam.recorder import ENV_RECORD_DIRECTORY, AwsCall, CallRecorder
+from tests.iam.recorder import ENV_RECORD_DIRECTORY, REPO_ROOT, AwsCall, CallRecorder
 from tests.iam.source_scan import operations_called_in
 from tests.unit.consumer.builders import queued_body
 
