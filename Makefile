@@ -46,8 +46,17 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 typecheck: $(STAMP) ## mypy --strict
 	$(BIN)/mypy
 
+# Every AWS call code in functions/ and tools/ makes during the suite, one file per process (the
+# e2e tests' `make run` processes too), then checked against what the IAM tests proved: "Every AWS
+# call is checked against its role" in docs/decisions.md.
+AWS_CALLS := .aws-calls
+RECORD_AWS_CALLS := RELAY_RECORD_AWS_CALLS=$(CURDIR)/$(AWS_CALLS)
+
 test: $(STAMP) $(NODE_STAMP) lint typecheck ## lint, types, cfn-lint and the whole test suite
-	$(PY) -m pytest -n 2 --dist loadfile --cov --cov-report=term
+	rm -rf $(AWS_CALLS)
+	$(RECORD_AWS_CALLS) PYTHONPATH="$(CURDIR)/tests/iam/recording_site$${PYTHONPATH:+:$$PYTHONPATH}" \
+	  $(PY) -m pytest -n 2 --dist loadfile --cov --cov-report=term
+	$(RECORD_AWS_CALLS) $(PY) -m pytest -q -p no:cacheprovider tests/iam/check_recorded_suites.py
 	$(MAKE) --no-print-directory runtime-tests
 	$(MAKE) --no-print-directory synth CDK_ARGS="$(NO_DEPLOY_CONTEXT)"
 	$(BIN)/cfn-lint -i W3005 -- cdk.out/*.template.json
@@ -128,4 +137,4 @@ lock: ## re-resolve constraints.txt from pyproject.toml (then review the diff)
 	rm -rf .lock-venv
 
 clean: ## remove build outputs (keeps .venv and node_modules)
-	rm -rf cdk.out .build .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage htmlcov
+	rm -rf cdk.out .build .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage htmlcov .aws-calls
