@@ -175,10 +175,17 @@ _PATCHED_MARK: Final = "_relay_records_aws_calls"
 
 def record_every_session(directory: Path) -> None:
     """From now on every botocore session of this process records the calls that code in
-    functions/ or tools/ makes, into `directory`/calls-<pid>.jsonl (idempotent)."""
-    import botocore.session
+    functions/ or tools/ makes, into `directory`/calls-<pid>.jsonl (idempotent). botocore is
+    patched when something imports it, not before: a process that never uses it (or measures
+    what its imports load) is left as it was."""
+    loaded = sys.modules.get("botocore.session")
+    if loaded is not None:
+        _record_sessions(loaded.Session, directory)
+    elif not any(isinstance(finder, _PatchWhenImported) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _PatchWhenImported(directory))
 
-    session_class: Any = botocore.session.Session
+
+def _record_sessions(session_class: Any, directory: Path) -> None:
     if getattr(session_class, _PATCHED_MARK, False):
         return
     directory.mkdir(parents=True, exist_ok=True)
@@ -193,6 +200,41 @@ def record_every_session(directory: Path) -> None:
 
     session_class.__init__ = init
     setattr(session_class, _PATCHED_MARK, True)
+
+
+class _PatchWhenImported:
+    """A `sys.meta_path` finder that lets `botocore.session` load as usual, then patches it."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "botocore.session":
+            return None
+        import importlib.util
+
+        sys.meta_path.remove(self)  # once: the real finders locate it
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            loader: Any = _PatchingLoader(spec.loader, self.directory)  # a Loader by its methods
+            spec.loader = loader
+        return spec
+
+
+class _PatchingLoader:
+    def __init__(self, loader: Any, directory: Path) -> None:
+        self._loader = loader
+        self._directory = directory
+
+    def create_module(self, spec: Any) -> Any:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        self._loader.exec_module(module)
+        _record_sessions(module.Session, self._directory)
+
+    def __getattr__(self, name: str) -> Any:  # get_data, get_filename, ... as the real loader
+        return getattr(self._loader, name)
 
 
 def read_calls(directory: Path, pattern: str) -> list[AwsCall]:
