@@ -13,7 +13,8 @@ The paths, by the calls they make (functions/adapters/):
   ChangeMessageVisibilityBatch each time before);
 - the consumer without QUEUE_URL (the contract allows it): its backoff finds the queue by the
   record's ARN (GetQueueUrl).
-What a stack does not configure (no bus, no burst window) is simply not called.
+What a stack does not configure (no bus, no burst window) is simply not called. A function fed by
+another queue of the template gets what ingest queued there.
 test_function_roles.py checks that this reaches every AWS call in the code.
 """
 
@@ -38,7 +39,7 @@ from functions.common.names import (
     SECRET_KEY_APP_SECRET,
     SECRET_KEY_VERIFY_TOKEN,
 )
-from infra.constants import INGEST_HANDLER
+from infra.constants import CONSUMER_HANDLER, INGEST_HANDLER
 from local_pipeline.fake_graph import FakeGraphApi, meta_error
 from tests.conftest import APP_SECRET, VERIFY_TOKEN, boto_client, frozen_context
 from tests.events.builders import api_event, change, encode, message, signed_post, webhook
@@ -220,9 +221,11 @@ def drive_every_path(runtime: Lambda) -> None:
     for source in event_sources(runtime.stack):
         poller = Poller(runtime.endpoint, source)
         with runtime.running(source.function) as handler:
-            # What ingest just queued: with a burst window, each conversation's first message
-            # is held back for the rest of its burst; without, everything is answered.
+            # What ingest just queued for it: with a burst window, each conversation's first
+            # message is held back for the rest of its burst; without, everything is answered.
             poller.drain(handler)
+            if runtime.handler_path(source.function) != CONSUMER_HANDLER:
+                continue  # another queue's function: fed by ingest only
             _closed_burst(poller, handler)
             _unreadable_record(poller, handler, runtime)
             _attempts_run_out(poller, handler, runtime, source)
