@@ -1,9 +1,11 @@
-"""Puts queued records on the inbound FIFO queue with `SendMessageBatch`.
+"""Puts queued records on their queues with `SendMessageBatch`: message records on the inbound
+FIFO queue, status records on the (standard) status queue.
 
 Records are sent in batches of ten. Entries SQS reports as failed are sent again (up to
 `MAX_ATTEMPTS` in all) before the next batch of the same conversation goes out, so a retry never
 overtakes a later message of its conversation. Conversations are spread over a few lanes that run
 in parallel: a 1,000-message delivery is not 100 round trips back to back while Meta waits.
+Status records have no order to keep: they are dealt round the lanes.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from functions.domain.ingest.ports import PublishFailed
-from functions.domain.whatsapp.queued_record import QueuedRecord
+from functions.domain.whatsapp.queued_record import QueuedRecord, QueuedStatus
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
 
 SQS_BATCH_LIMIT = 10
 # SQS refuses a batch whose bodies add up to more than this (the 1 MiB limit of late 2025 is not
@@ -30,19 +33,65 @@ MAX_LANES = 8
 @dataclass(frozen=True, slots=True)
 class _Entry:
     entry_id: str
-    record: QueuedRecord
     body: str
+    lane_key: str  # entries with one key keep their order (one conversation)
+    group_id: str | None = None  # FIFO only
+    deduplication_id: str | None = None  # FIFO only
+
+    def request(self) -> SendMessageBatchRequestEntryTypeDef:
+        entry: SendMessageBatchRequestEntryTypeDef = {"Id": self.entry_id, "MessageBody": self.body}
+        if self.group_id is not None:
+            entry["MessageGroupId"] = self.group_id
+        if self.deduplication_id is not None:
+            entry["MessageDeduplicationId"] = self.deduplication_id
+        return entry
 
 
 class SqsFifoPublisher:
     """`MessagePublisher` for one FIFO queue."""
 
     def __init__(self, sqs_client: SQSClient, queue_url: str) -> None:
-        self._sqs = sqs_client
-        self._queue_url = queue_url
+        self._sender = _BatchSender(sqs_client, queue_url, what="messages")
 
     def publish(self, records: Sequence[QueuedRecord]) -> None:
-        lanes = _lanes(records)
+        self._sender.send(
+            [
+                _Entry(
+                    entry_id=str(index),
+                    body=record.to_json(),
+                    lane_key=record.group_id,
+                    group_id=record.group_id,
+                    deduplication_id=record.deduplication_id,
+                )
+                for index, record in enumerate(records)
+            ]
+        )
+
+
+class SqsStatusPublisher:
+    """`StatusPublisher` for one standard queue: no groups, no order, no deduplication ids (the
+    consumer's effects are idempotent; SQS's at-least-once delivery costs a no-op write)."""
+
+    def __init__(self, sqs_client: SQSClient, queue_url: str) -> None:
+        self._sender = _BatchSender(sqs_client, queue_url, what="statuses")
+
+    def publish(self, statuses: Sequence[QueuedStatus]) -> None:
+        self._sender.send(
+            [
+                _Entry(entry_id=str(index), body=status.to_json(), lane_key=str(index))
+                for index, status in enumerate(statuses)
+            ]
+        )
+
+
+class _BatchSender:
+    def __init__(self, sqs_client: SQSClient, queue_url: str, *, what: str) -> None:
+        self._sqs = sqs_client
+        self._queue_url = queue_url
+        self._what = what
+
+    def send(self, entries: Sequence[_Entry]) -> None:
+        lanes = _lanes(entries)
         if len(lanes) == 1:
             results = [self._send_lane(lanes[0])]
         else:
@@ -52,7 +101,7 @@ class SqsFifoPublisher:
         failures = [code for _, code in results if code is not None]
         if failures:
             raise PublishFailed(
-                f"the queue accepted {accepted} of {len(records)} messages",
+                f"the queue accepted {accepted} of {len(entries)} {self._what}",
                 accepted=accepted,
                 error_code=failures[0],
             )
@@ -76,16 +125,7 @@ class SqsFifoPublisher:
         for _attempt in range(MAX_ATTEMPTS):
             try:
                 response = self._sqs.send_message_batch(
-                    QueueUrl=self._queue_url,
-                    Entries=[
-                        {
-                            "Id": entry.entry_id,
-                            "MessageBody": entry.body,
-                            "MessageGroupId": entry.record.group_id,
-                            "MessageDeduplicationId": entry.record.deduplication_id,
-                        }
-                        for entry in pending
-                    ],
+                    QueueUrl=self._queue_url, Entries=[entry.request() for entry in pending]
                 )
             except ClientError as error:
                 error_code = str(error.response.get("Error", {}).get("Code", "ClientError"))
@@ -104,13 +144,12 @@ class SqsFifoPublisher:
         return len(pending), error_code
 
 
-def _lanes(records: Sequence[QueuedRecord]) -> list[list[_Entry]]:
-    """Split records into at most MAX_LANES lists; all of a conversation stays in one, in order."""
+def _lanes(entries: Sequence[_Entry]) -> list[list[_Entry]]:
+    """Split entries into at most MAX_LANES lists; all of a lane key stays in one, in order."""
     by_group: dict[str, list[_Entry]] = {}
-    for index, record in enumerate(records):
-        entry = _Entry(entry_id=str(index), record=record, body=record.to_json())
-        by_group.setdefault(record.group_id, []).append(entry)
-    lane_count = min(MAX_LANES, max(1, len(records) // SQS_BATCH_LIMIT), len(by_group))
+    for entry in entries:
+        by_group.setdefault(entry.lane_key, []).append(entry)
+    lane_count = min(MAX_LANES, max(1, len(entries) // SQS_BATCH_LIMIT), len(by_group))
     lanes: list[list[_Entry]] = [[] for _ in range(lane_count)]
     for position, group in enumerate(by_group.values()):
         lanes[position % lane_count].extend(group)

@@ -22,6 +22,7 @@ from functions.common.names import (
     ENV_MAX_ATTEMPTS,
     ENV_QUEUE_URL,
     ENV_SECRET_ID,
+    ENV_STATUS_QUEUE_URL,
 )
 
 
@@ -40,12 +41,14 @@ def _required(environ: Mapping[str, str], name: str) -> str:
 class IngestSettings:
     queue_url: str
     secret_id: str
+    status_queue_url: str | None = None  # None: statuses are counted, not followed
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> IngestSettings:
         return cls(
             queue_url=_fifo_url(environ, ENV_QUEUE_URL),
             secret_id=_required(environ, ENV_SECRET_ID),
+            status_queue_url=_standard_url(environ, ENV_STATUS_QUEUE_URL),
         )
 
 
@@ -58,6 +61,7 @@ class ConsumerSettings:
     queue_url: str | None
     dead_letter_queue_url: str
     max_attempts: int
+    status_queue_url: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ConsumerSettings:
@@ -74,6 +78,7 @@ class ConsumerSettings:
             queue_url=environ.get(ENV_QUEUE_URL) or None,
             dead_letter_queue_url=_fifo_url(environ, ENV_DEAD_LETTER_QUEUE_URL),
             max_attempts=_positive_int(environ, ENV_MAX_ATTEMPTS, DEFAULT_MAX_ATTEMPTS),
+            status_queue_url=_standard_url(environ, ENV_STATUS_QUEUE_URL),
         )
 
 
@@ -82,6 +87,14 @@ def _fifo_url(environ: Mapping[str, str], name: str) -> str:
     if not url.endswith(".fifo"):
         raise ConfigurationError(f"{name} must be the URL of a FIFO queue (….fifo)")
     return url
+
+
+def _standard_url(environ: Mapping[str, str], name: str) -> str | None:
+    """An optional standard (not FIFO) queue's URL."""
+    url = environ.get(name, "").strip()
+    if url.endswith(".fifo"):
+        raise ConfigurationError(f"{name} must be the URL of a standard queue, not a FIFO one")
+    return url or None
 
 
 def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:

@@ -43,6 +43,7 @@ def handler(event: dict[str, Any], context: LambdaContext | None) -> dict[str, A
             credentials=wiring.credentials(),
             publisher=wiring.publisher(),
             now=lambda: datetime.now(UTC),
+            statuses=wiring.status_publisher(),
         )
         report_delivery(summary)
         return json_response(200, {"queued": len(summary.queued)})

@@ -8,7 +8,7 @@ from typing import Any
 
 from functions.adapters import aws
 from functions.adapters.secrets import SecretsManagerCredentials
-from functions.adapters.sqs_publisher import SqsFifoPublisher
+from functions.adapters.sqs_publisher import SqsFifoPublisher, SqsStatusPublisher
 from functions.common.settings import IngestSettings
 
 
@@ -18,6 +18,12 @@ def credentials() -> SecretsManagerCredentials:
 
 def publisher() -> SqsFifoPublisher:
     return SqsFifoPublisher(aws.sqs(), IngestSettings.from_env().queue_url)
+
+
+def status_publisher() -> SqsStatusPublisher | None:
+    """The status queue's publisher, or None when no status queue is configured."""
+    url = IngestSettings.from_env().status_queue_url
+    return SqsStatusPublisher(aws.sqs(), url) if url else None
 
 
 @lru_cache(maxsize=4)

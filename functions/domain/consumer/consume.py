@@ -17,6 +17,9 @@ message's own attempts run out (or a record cannot be read at all) the consumer 
 dead-letter queue itself, with the reason as message attributes, and reports it done. SQS's
 `maxReceiveCount` stays as the backstop for runs that die (docs/decisions.md).
 
+Status records (what Meta says became of our replies) are followed by `statuses.py`; this
+module only hands them over (`_follow_status`).
+
 "Never twice": the slot of a reply is claimed in the ledger right before its send and recorded
 as sent right after it, in the same write that remembers the reply for its statuses. A run that
 dies between the two leaves the claim behind; the next attempt does not send that slot again
@@ -62,6 +65,7 @@ from functions.domain.consumer.ports import (
     VisibilityControl,
 )
 from functions.domain.consumer.reply_rules import ReplyDecision, ReplyRules
+from functions.domain.consumer.statuses import StatusOutcome, follow_status
 from functions.domain.whatsapp.outbound import (
     InvalidOutbound,
     OutboundMessage,
@@ -70,7 +74,12 @@ from functions.domain.whatsapp.outbound import (
     mark_read_body,
     send_body,
 )
-from functions.domain.whatsapp.queued_record import QueuedRecord, UnreadableRecord
+from functions.domain.whatsapp.queued_record import (
+    QueuedRecord,
+    QueuedStatus,
+    UnreadableRecord,
+    read_record,
+)
 
 CODE_INTERNAL_ERROR = "internal_error"
 CODE_INVALID_OUTBOUND = "invalid_outbound"  # a reply Meta would refuse as built: permanent
@@ -97,6 +106,7 @@ class Result(Enum):
     RETRY = "retry"  # reported in batchItemFailures with a backoff
     HELD_BACK = "held_back"  # an earlier record of its conversation failed (or no time left)
     INTERNAL_ERROR = "internal_error"  # a bug: reported as failure, logged with traceback
+    STATUS = "status"  # a status of one of our replies, followed (`RecordOutcome.status`)
 
     @property
     def failed(self) -> bool:
@@ -156,6 +166,7 @@ class RecordOutcome:
     store_write_failed: bool = False
     reason: str = ""
     error: BaseException | None = None
+    status: StatusOutcome | None = None  # a status record: what following it did
 
     @property
     def failed(self) -> bool:
@@ -282,11 +293,14 @@ def _guarded(record: InboxRecord, consumer: Consumer) -> RecordOutcome:
 def consume_record(record: InboxRecord, consumer: Consumer) -> RecordOutcome:
     outcome = RecordOutcome(record=record)
     try:
-        queued = QueuedRecord.from_json(record.body)
+        queued = read_record(record.body)
     except UnreadableRecord as error:
         outcome.unreadable = True
         outcome.reason = str(error)
         _dead_letter_unreadable(outcome, consumer)
+        return outcome
+    if isinstance(queued, QueuedStatus):
+        _follow_status(queued, outcome, consumer)
         return outcome
     received = queued.received
     outcome.wamid = queued.wamid
@@ -318,6 +332,26 @@ def consume_record(record: InboxRecord, consumer: Consumer) -> RecordOutcome:
     else:
         _Attempt(queued, decision, begun.history, consumer, outcome).run(plan)
     return outcome
+
+
+def _follow_status(status: QueuedStatus, outcome: RecordOutcome, consumer: Consumer) -> None:
+    """A status of one of our replies: `statuses.follow_status` does the work; a retry it asks
+    for goes through the same visibility backoff as a message's."""
+    record = outcome.record
+    followed = follow_status(
+        status, consumer, token=record.message_id, receive_count=record.receive_count
+    )
+    outcome.status = followed
+    outcome.wamid = followed.inbound_wamid
+    outcome.reply_wamid = status.reply_wamid
+    outcome.store_write_failed = followed.store_write_failed
+    outcome.reason = followed.reason
+    retry = followed.retry
+    if retry is None:
+        outcome.result = Result.STATUS
+        return
+    outcome.result = Result.RETRY
+    _schedule(outcome, retry.code, retry.policy, retry.retry_after, consumer, attempt=retry.attempt)
 
 
 def _within_window(

@@ -1,19 +1,20 @@
 """The ingest use cases: Meta's subscription handshake, and accepting a webhook delivery.
 
-A delivery is accepted only once its signature holds and every inbound message in it is
-durably queued; anything less raises, so the entry point answers non-200 and Meta redelivers.
+A delivery is accepted only once its signature holds and every inbound message in it (and, when
+a status queue is configured, every status of one of our messages) is durably queued; anything
+less raises, so the entry point answers non-200 and Meta redelivers.
 """
 
 import json
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from functions.domain.ingest.ports import MessagePublisher
+from functions.domain.ingest.ports import MessagePublisher, StatusPublisher
 from functions.domain.ingest.signature import is_well_formed, signature_matches
 from functions.domain.whatsapp.credentials import CredentialSource, WhatsAppCredentials
-from functions.domain.whatsapp.queued_record import QueuedRecord
+from functions.domain.whatsapp.queued_record import QueuedRecord, QueuedStatus
 from functions.domain.whatsapp.webhook import (
     InvalidPayload,
     ReceivedMessage,
@@ -42,6 +43,7 @@ class DeliverySummary:
     """What a delivery held, for metrics: nothing here is personal data."""
 
     queued: tuple[ReceivedMessage, ...] = ()
+    statuses_queued: int = 0  # statuses put on the status queue (0 when there is none)
     failed_statuses: tuple[StatusUpdate, ...] = ()
     statuses: Mapping[str, int] = field(default_factory=dict)  # by status
     delivery_failures: Mapping[str, int] = field(default_factory=dict)  # by ErrorCode
@@ -68,9 +70,12 @@ def accept_delivery(
     credentials: CredentialSource,
     publisher: MessagePublisher,
     now: Callable[[], datetime],
+    statuses: StatusPublisher | None = None,
 ) -> DeliverySummary:
     """Verify, parse and queue one webhook POST. Raises before queueing anything if the body is
-    not authentic or not a webhook; raises `PublishFailed` if the queue did not take it all."""
+    not authentic or not a webhook; raises `PublishFailed` if a queue did not take it all.
+
+    Without a status publisher (no status queue configured) statuses are only counted."""
     if not signature_header:
         raise SignatureRejected("the X-Hub-Signature-256 header is missing")
     if not is_well_formed(signature_header):
@@ -86,7 +91,17 @@ def accept_delivery(
     records = [QueuedRecord(received=m, received_at=received_at) for m in delivery.messages]
     if records:
         publisher.publish(records)
-    return summarize(delivery)
+    followed = [
+        QueuedStatus.from_update(update, received_at)
+        for update in delivery.statuses
+        if update.wamid  # nothing to follow it by
+    ]
+    if statuses is not None and followed:
+        statuses.publish(followed)
+    summary = summarize(delivery)
+    if statuses is None:
+        return summary
+    return replace(summary, statuses_queued=len(followed))
 
 
 def summarize(delivery: WebhookDelivery) -> DeliverySummary:

@@ -1,5 +1,6 @@
 """What the ingest use case needs from outside besides the credentials (those are shared with the
-consumer: `functions.domain.whatsapp.credentials`): a durable queue for the records.
+consumer: `functions.domain.whatsapp.credentials`): durable queues for the records - one for
+inbound messages, one for the statuses of our own messages.
 
 Each port names the one exception its implementations raise, so callers never catch botocore's
 exceptions (or `Exception`).
@@ -8,7 +9,7 @@ exceptions (or `Exception`).
 from collections.abc import Sequence
 from typing import Protocol
 
-from functions.domain.whatsapp.queued_record import QueuedRecord
+from functions.domain.whatsapp.queued_record import QueuedRecord, QueuedStatus
 
 
 class PublishFailed(Exception):
@@ -23,4 +24,10 @@ class PublishFailed(Exception):
 class MessagePublisher(Protocol):
     def publish(self, records: Sequence[QueuedRecord]) -> None:
         """Durably queue every record, or raise `PublishFailed`."""
+        ...
+
+
+class StatusPublisher(Protocol):
+    def publish(self, statuses: Sequence[QueuedStatus]) -> None:
+        """Durably queue every status record, or raise `PublishFailed`."""
         ...

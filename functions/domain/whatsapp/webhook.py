@@ -214,10 +214,13 @@ class StatusUpdate:
 
     wamid: str
     status: str
-    recipient_id: str
+    recipient_id: str  # a phone number: masked in logs, never queued
     timestamp: str
     business: BusinessNumber
     errors: tuple[MetaError, ...] = ()
+    recipient_user_id: str = ""  # the BSUID, for a message sent to a username
+    waba_id: str = ""
+    raw: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,7 +314,7 @@ def _parse_value(value: Mapping[str, Any], path: str, *, waba_id: str, found: _F
             )
         )
     for _, raw in _objects(value, "statuses", f"{path}.statuses", found.problems):
-        found.statuses.append(_parse_status(raw, business))
+        found.statuses.append(_parse_status(raw, business, waba_id))
     found.errors.extend(_parse_errors(value.get("errors")))
 
 
@@ -436,7 +439,9 @@ def _contact_for(message: InboundMessage, contacts: Sequence[Contact]) -> Contac
     return None
 
 
-def _parse_status(raw: Mapping[str, Any], business: BusinessNumber) -> StatusUpdate:
+def _parse_status(
+    raw: Mapping[str, Any], business: BusinessNumber, waba_id: str = ""
+) -> StatusUpdate:
     return StatusUpdate(
         wamid=_optional_str(raw.get("id")) or "",
         status=_optional_str(raw.get("status")) or "unknown",
@@ -444,6 +449,9 @@ def _parse_status(raw: Mapping[str, Any], business: BusinessNumber) -> StatusUpd
         timestamp=_optional_str(raw.get("timestamp")) or "",
         business=business,
         errors=tuple(_parse_errors(raw.get("errors"))),
+        recipient_user_id=_optional_str(raw.get("recipient_user_id")) or "",
+        waba_id=waba_id,
+        raw=raw,
     )
 
 
