@@ -27,6 +27,7 @@ from functions.common.names import (
     ENV_QUEUE_URL,
     ENV_SECRET_ID,
     ENV_SERVICE_NAME,
+    ENV_STATUS_QUEUE_URL,
     SECRET_KEY_ACCESS_TOKEN,
     SECRET_KEY_APP_SECRET,
     SECRET_KEY_VERIFY_TOKEN,
@@ -181,6 +182,30 @@ def fifo_queues(aws: str, monkeypatch: pytest.MonkeyPatch) -> FifoQueues:
     monkeypatch.setenv(ENV_QUEUE_URL, queue_url)
     monkeypatch.setenv(ENV_DEAD_LETTER_QUEUE_URL, dlq_url)
     return FifoQueues(queue_url=queue_url, dlq_url=dlq_url, sqs=sqs)
+
+
+@dataclass
+class StatusQueue:
+    url: str
+    arn: str
+    sqs: Any
+
+    def drain(self) -> list[dict[str, Any]]:
+        return FifoQueues(queue_url=self.url, dlq_url="", sqs=self.sqs).drain()
+
+
+@pytest.fixture
+def status_queue(aws: str, monkeypatch: pytest.MonkeyPatch) -> StatusQueue:
+    """A fresh standard status queue; STATUS_QUEUE_URL points at it."""
+    sqs = boto_client("sqs", aws)
+    url = sqs.create_queue(
+        QueueName=f"statuses-{uuid.uuid4().hex[:12]}", Attributes={"VisibilityTimeout": "180"}
+    )["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    monkeypatch.setenv(ENV_STATUS_QUEUE_URL, url)
+    return StatusQueue(url=url, arn=arn, sqs=sqs)
 
 
 @pytest.fixture

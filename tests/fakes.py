@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from functions.domain.ingest.ports import PublishFailed
 from functions.domain.whatsapp.credentials import CredentialsUnavailable, WhatsAppCredentials
-from functions.domain.whatsapp.queued_record import QueuedRecord
+from functions.domain.whatsapp.queued_record import QueuedRecord, QueuedStatus
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -54,11 +54,25 @@ class FakePublisher:
 
 
 @dataclass
+class FakeStatusPublisher:
+    """A `StatusPublisher` that keeps what it was given, or fails when told to."""
+
+    published: list[QueuedStatus] = field(default_factory=list)
+    fail_with: str | None = None
+
+    def publish(self, statuses: Sequence[QueuedStatus]) -> None:
+        if self.fail_with:
+            raise PublishFailed("status queue down", accepted=0, error_code=self.fail_with)
+        self.published.extend(statuses)
+
+
+@dataclass
 class ScriptedSqs:
     """A boto3 SQS client stand-in for `send_message_batch`: fails chosen entries a set number
     of times, then accepts them; records every call."""
 
-    fail_times: dict[str, int] = field(default_factory=dict)  # deduplication id -> failures left
+    # deduplication id (a standard queue's entries: the body) -> failures left
+    fail_times: dict[str, int] = field(default_factory=dict)
     sender_fault: bool = False
     raise_error: Exception | None = None
     calls: list[list[dict[str, Any]]] = field(default_factory=list)
@@ -70,9 +84,10 @@ class ScriptedSqs:
             raise self.raise_error
         failed: list[dict[str, Any]] = []
         for entry in Entries:
-            left = self.fail_times.get(entry["MessageDeduplicationId"], 0)
+            key = entry.get("MessageDeduplicationId", entry["MessageBody"])
+            left = self.fail_times.get(key, 0)
             if left > 0:
-                self.fail_times[entry["MessageDeduplicationId"]] = left - 1
+                self.fail_times[key] = left - 1
                 failed.append(
                     {
                         "Id": entry["Id"],

@@ -5,7 +5,7 @@ Records are sent in batches of ten. Entries SQS reports as failed are sent again
 `MAX_ATTEMPTS` in all) before the next batch of the same conversation goes out, so a retry never
 overtakes a later message of its conversation. Conversations are spread over a few lanes that run
 in parallel: a 1,000-message delivery is not 100 round trips back to back while Meta waits.
-Status records have no order to keep: they are dealt round the lanes.
+Status records have no order to keep: they are dealt round the lanes ten by ten.
 """
 
 from __future__ import annotations
@@ -78,7 +78,8 @@ class SqsStatusPublisher:
     def publish(self, statuses: Sequence[QueuedStatus]) -> None:
         self._sender.send(
             [
-                _Entry(entry_id=str(index), body=status.to_json(), lane_key=str(index))
+                # Tens share a lane key: lanes get whole batches.
+                _Entry(str(index), status.to_json(), lane_key=str(index // SQS_BATCH_LIMIT))
                 for index, status in enumerate(statuses)
             ]
         )
