@@ -725,15 +725,13 @@ def _handler_for(graph: FakeGraphApi) -> type[BaseHTTPRequestHandler]:
             elif method == "POST" and path == "/__fake/statuses":
                 document = _loads(body)
                 if not isinstance(document, dict) or "url" not in document:
-                    self._send_json(400, {"error": "give {\"url\": <webhook URL or null>, ...}"})
+                    self._send_json(400, {"error": 'give {"url": <webhook URL or null>, ...}'})
                     return
                 graph.send_statuses(
                     document["url"],
                     str(document.get("appSecret") or ""),
                     sequence=document.get("sequence") or DEFAULT_STATUS_SEQUENCE,
-                    delay_seconds=float(
-                        document.get("delaySeconds", DEFAULT_STATUS_DELAY_SECONDS)
-                    ),
+                    delay_seconds=float(document.get("delaySeconds", DEFAULT_STATUS_DELAY_SECONDS)),
                 )
                 self._send_json(200, {"statuses": document["url"] is not None})
             elif method == "POST" and path == "/__fake/reset":

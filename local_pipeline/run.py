@@ -1,9 +1,10 @@
 """`make run`: the whole pipeline on this machine, on loopback, with no AWS account.
 
-    moto's server (queue + DLQ + table + secret, named and sized as the stack creates them)
+    moto's server (queues + DLQs + table + secret, named and sized as the stack creates them)
     gateway  127.0.0.1:$PORT/webhook -> functions.ingest.app.handler (in this process)
-    worker   child process: SQS event source -> functions.consumer.app.handler
-    fake Graph API (or the real one: GRAPH_API_URL)
+    worker   child process: SQS event sources -> functions.consumer.app.handler
+    fake Graph API (or the real one: GRAPH_API_URL), which sends status webhooks back for the
+    messages it accepted (FAKE_GRAPH_STATUSES)
 
 The handlers are the very functions Lambda runs. Their JSON logs (and EMF metrics) go to files
 under `.local/logs/`; the console shows one line per pipeline event. Ctrl-C stops everything.
@@ -38,6 +39,7 @@ from functions.common.names import (
     ENV_QUEUE_URL,
     ENV_SECRET_ID,
     ENV_SERVICE_NAME,
+    ENV_STATUS_QUEUE_URL,
     INGEST_SERVICE,
 )
 from infra.constants import INGEST_HANDLER, INGEST_MEMORY_MB, INGEST_TIMEOUT_SECONDS
@@ -70,6 +72,7 @@ def handler_environment(config: LocalConfig, resources: LocalResources) -> dict[
         **LOCAL_AWS_ENV,
         "AWS_ENDPOINT_URL": resources.endpoint,
         ENV_QUEUE_URL: resources.queue_url,
+        ENV_STATUS_QUEUE_URL: resources.status_queue_url,
         ENV_SECRET_ID: resources.secret_id,
         ENV_METRICS_NAMESPACE: DEFAULT_METRICS_NAMESPACE,
         ENV_LOG_LEVEL: config.log_level,
@@ -133,6 +136,10 @@ class LocalPipeline:
                     f"{error.strerror}"
                 ) from None
             graph_url = str(self.graph.url)
+            if config.fake_statuses:
+                self.graph.send_statuses(
+                    self.gateway.url, config.app_secret, sequence=config.fake_statuses
+                )
             self._spawn(self._watch_graph, "graph-watcher")
         self._start_worker(environment, graph_url)
 
@@ -299,9 +306,12 @@ class LocalPipeline:
             "aws_endpoint": resources.endpoint,
             "queue_url": resources.queue_url,
             "dlq_url": resources.dlq_url,
+            "status_queue_url": resources.status_queue_url,
+            "status_dlq_url": resources.status_dlq_url,
             "table_name": resources.table_name,
             "max_receive_count": resources.max_receive_count,
             "logs": [str(self.ingest_log), str(self.consumer_log)],
+            "fake_statuses": list(self.config.fake_statuses) if self.graph is not None else [],
         }
 
 
@@ -337,8 +347,14 @@ def print_banner(pipeline: LocalPipeline) -> None:
     console.line(f"  Graph API      {graph}")
     console.line(
         f"  AWS (moto)     {info['aws_endpoint']}  queue {Path(info['queue_url']).name}, "
-        f"DLQ after {info['max_receive_count']} receives"
+        f"DLQ after {info['max_receive_count']} receives; statuses "
+        f"{Path(info['status_queue_url']).name}; table {info['table_name']}"
     )
+    if info["fake_statuses"]:
+        console.line(
+            f"  statuses       the fake sends {' -> '.join(info['fake_statuses'])} for each reply "
+            "(FAKE_GRAPH_STATUSES); trace a message: make trace WAMID=<wamid> ARGS=--local"
+        )
     console.line(f"  handler logs   {' and '.join(info['logs'])} (LOG_LEVEL={config.log_level})")
     console.line("")
     console.line("Handshake (as Meta does when you save the callback URL):")

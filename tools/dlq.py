@@ -200,17 +200,21 @@ def why_query(wamids: Sequence[str]) -> str:
 
 def run_logs_query(
     logs: Any,
-    log_group: str,
+    log_group: str | Sequence[str],
     query: str,
     *,
     now: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
     timeout_seconds: float = LOGS_QUERY_TIMEOUT_SECONDS,
 ) -> list[dict[str, str]]:
-    """Run a Logs Insights query and wait (polling once a second) for its rows."""
+    """Run a Logs Insights query over one or more log groups and wait (polling once a second)
+    for its rows."""
     end = int(now())
+    groups: dict[str, Any] = (
+        {"logGroupName": log_group} if isinstance(log_group, str) else {"logGroupNames": log_group}
+    )
     query_id = logs.start_query(
-        logGroupName=log_group,
+        **groups,
         startTime=end - LOGS_LOOKBACK_HOURS * 3600,
         endTime=end,
         queryString=query,

@@ -167,6 +167,9 @@ def _fields(outcome: RecordOutcome) -> dict[str, object]:
         "sender": mask_phone(outcome.sender) if outcome.sender else None,
         "message_type": outcome.message_type,
         "decision": outcome.decision or None,
+        "read_receipt": "sent"
+        if outcome.read_receipt_sent
+        else ("failed" if any(f.step == "read" for f in outcome.failures) else None),
         "reply_wamid": outcome.reply_wamid,
         "reply_type": outcome.reply_type,
         "template_fallback": outcome.template_fallback or None,
