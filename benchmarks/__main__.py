@@ -7,6 +7,7 @@ BENCHMARKS = (
     "benchmarks.ingest_latency",
     "benchmarks.peer_pywa",
     "benchmarks.consumer_throughput",
+    "benchmarks.status_cost",
 )
 
 

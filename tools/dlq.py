@@ -33,7 +33,12 @@ from functions.adapters.dead_letters import (
     ATTRIBUTE_REASON,
 )
 from functions.common.masking import mask_phone
-from functions.domain.whatsapp.queued_record import QueuedRecord, UnreadableRecord
+from functions.domain.whatsapp.queued_record import (
+    QueuedRecord,
+    QueuedStatus,
+    UnreadableRecord,
+    read_record,
+)
 from infra.constants import (
     OUTPUT_CONSUMER_LOG_GROUP,
     OUTPUT_DLQ_URL,
@@ -173,9 +178,19 @@ def _entry(message: dict[str, Any], now: datetime) -> DlqEntry:
         "last_attempt_at": letter.get(ATTRIBUTE_LAST_ATTEMPT_AT),
     }
     try:
-        record = QueuedRecord.from_json(message.get("Body", ""))
+        record = read_record(message.get("Body", ""))
     except UnreadableRecord as error:
         return DlqEntry(**common, unreadable=str(error))
+    if isinstance(record, QueuedStatus):
+        # A status of one of our replies (from the status queue's DLQ): its reply's wamid.
+        return DlqEntry(
+            **common,
+            wamid=record.reply_wamid,
+            message_type=f"status:{record.status}",
+            business_number_id=record.business.phone_number_id,
+            received_at=record.received_at.isoformat(timespec="seconds"),
+        )
+    assert isinstance(record, QueuedRecord)
     received = record.received
     return DlqEntry(
         **common,
