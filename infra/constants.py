@@ -41,7 +41,8 @@ INBOUND_RETENTION_DAYS: Final = 4
 CONSUMER_BATCH_SIZE: Final = 10
 DEFAULT_MAX_CONCURRENCY: Final = 5
 # The status queue (standard): its own event source on the consumer, with its own concurrency,
-# so a flood of statuses cannot hold back the replies to customers (docs/decisions.md).
+# so a flood of statuses cannot hold back the replies to customers ("Statuses on a standard
+# queue of their own, same consumer" in docs/decisions.md).
 STATUS_BATCH_SIZE: Final = 10
 STATUS_MAX_CONCURRENCY: Final = 2
 STATUS_RETENTION_DAYS: Final = 4
