@@ -25,6 +25,10 @@ after; a run that dies in between leaves a claim that is never sent again (uncer
 
 A status for a reply the ledger does not know is retried a few times shortly (it may have
 raced ahead of the reply's record), then counted and dropped: not ours, or long forgotten.
+
+A "reply status changed" event has one source: `StatusOutcome.change`, set exactly once per move
+of a reply's state (by the write that moved it). The consumer's telemetry logs it today ("reply
+status changed"); a publisher of such events takes it from the same place.
 """
 
 from __future__ import annotations
