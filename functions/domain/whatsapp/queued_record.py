@@ -254,6 +254,20 @@ class QueuedStatus:
         )
 
 
+def status_reply_wamid(body: str) -> str | None:
+    """The reply a status record is about (None for anything else): lets one batch follow one
+    reply's statuses in order, one at a time."""
+    try:
+        document = json.loads(body)
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(document, Mapping) or document.get("kind") != KIND_STATUS:
+        return None
+    status = document.get("status")
+    reply_wamid = status.get("id") if isinstance(status, Mapping) else None
+    return reply_wamid if isinstance(reply_wamid, str) and reply_wamid else None
+
+
 def read_record(body: str) -> QueuedRecord | QueuedStatus:
     """Any queued record, by its `kind`; `UnreadableRecord` when no code here can read it."""
     try:
