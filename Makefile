@@ -17,7 +17,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export CDK_DISABLE_VERSION_CHECK := 1
 export CDK_CLI_NOTICES := false
 
-.PHONY: help venv test lint format typecheck unit run demo synth bootstrap deploy diff destroy redrive inspect-dlq trace rotate-token bench lock clean
+.PHONY: help venv test runtime-tests lint format typecheck unit run demo synth bootstrap deploy diff destroy redrive inspect-dlq trace rotate-token bench lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,8 +48,28 @@ typecheck: $(STAMP) ## mypy --strict
 
 test: $(STAMP) $(NODE_STAMP) lint typecheck ## lint, types, cfn-lint and the whole test suite
 	$(PY) -m pytest -n 2 --dist loadfile --cov --cov-report=term
+	$(MAKE) --no-print-directory runtime-tests
 	$(MAKE) --no-print-directory synth CDK_ARGS="$(NO_DEPLOY_CONTEXT)"
 	$(BIN)/cfn-lint -i W3005 -- cdk.out/*.template.json
+
+# The Lambda runtime's Python (infra/constants.py LAMBDA_PYTHON_VERSION), found on PATH or in
+# pyenv's versions; the bundle's bytecode is compiled by it, so the functions' tests run on it too.
+RUNTIME_VENV := .venv-runtime
+RUNTIME_STAMP := $(RUNTIME_VENV)/.installed
+
+$(RUNTIME_STAMP): pyproject.toml constraints.txt
+	@interpreter="$$($(PYTHON) -m infra.runtime_python)"; \
+	if [ -z "$$interpreter" ]; then \
+	  echo "note: no Python $$($(PYTHON) -c 'from infra.constants import LAMBDA_PYTHON_VERSION as v; print(v)') on this machine: the functions' tests run on $$($(PYTHON) --version) only"; \
+	  exit 0; \
+	fi; \
+	test -x $(RUNTIME_VENV)/bin/python || $$interpreter -m venv $(RUNTIME_VENV); \
+	$(RUNTIME_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt ".[test]" && touch $@
+
+runtime-tests: $(RUNTIME_STAMP) ## the unit and integration tests on the Lambda runtime's Python
+	@if [ -f $(RUNTIME_STAMP) ]; then \
+	  $(RUNTIME_VENV)/bin/python -m pytest -n 2 --dist loadfile -q -p no:cacheprovider tests/unit tests/integration; \
+	fi
 
 unit: $(STAMP) ## the fast tests only (no emulator, no synth)
 	$(PY) -m pytest -m unit -q
@@ -102,7 +122,7 @@ $(VENV)/.bench-installed: $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt ".[bench]"
 	@touch $@
 
-bench: $(STAMP) $(VENV)/.bench-installed ## speed and memory benchmarks (ratios, one run)
+bench: $(STAMP) $(VENV)/.bench-installed ## every performance figure in one run: the table, bench/results.json
 	$(PY) -m benchmarks
 
 lock: ## re-resolve constraints.txt from pyproject.toml (then review the diff)

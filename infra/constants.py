@@ -54,7 +54,7 @@ IDEMPOTENCY_TTL_ATTRIBUTE: Final = "expiration"
 # --- Lambda packaging and runtime -------------------------------------------------------------
 # One Python version for the Lambda runtime and for the wheels bundled into the asset, so the two
 # cannot drift apart. The wheels are Linux arm64 (Graviton) ones, installed without Docker.
-LAMBDA_PYTHON_VERSION: Final = "3.14"
+LAMBDA_PYTHON_VERSION: Final = "3.13"
 LAMBDA_WHEEL_PLATFORM: Final = "manylinux2014_aarch64"
 FUNCTIONS_PACKAGE_DIR: Final = "functions"
 LOG_RETENTION_DAYS: Final = 30

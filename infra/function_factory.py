@@ -16,6 +16,10 @@ from constructs import Construct
 
 from functions.common.names import ENV_LOG_LEVEL, ENV_METRICS_NAMESPACE, ENV_SERVICE_NAME
 from infra.constants import LAMBDA_PYTHON_VERSION
+from infra.nag import acknowledge
+
+# The newest Python runtime Lambda offers (cdk-nag's AwsSolutions-L1 asks for it).
+LATEST_LAMBDA_PYTHON_VERSION = "3.14"
 
 _RUNTIMES = {"3.13": lambda_.Runtime.PYTHON_3_13, "3.14": lambda_.Runtime.PYTHON_3_14}
 LOG_LEVELS = {
@@ -97,6 +101,17 @@ def python_function(
             **environment,
         },
     )
+    if LAMBDA_PYTHON_VERSION != LATEST_LAMBDA_PYTHON_VERSION:
+        # Why not the newest: "Python runtime: the version bytecode and tests can use" in
+        # docs/decisions.md.
+        acknowledge(
+            function,
+            "AwsSolutions-L1",
+            f"Python {LAMBDA_PYTHON_VERSION}, not the newest runtime: the bundle's bytecode must "
+            "be compiled by the runtime's own version, and the build machines have "
+            f"{LAMBDA_PYTHON_VERSION}, not {LATEST_LAMBDA_PYTHON_VERSION}; the functions' tests "
+            f"run on {LAMBDA_PYTHON_VERSION} too.",
+        )
     # The log group's `Arn` attribute ends in `:*`, so the statement above covers its streams.
     # `tracing` adds X-Ray's two write actions, which take no resource but "*".
     return RelayFunction(function=function, role=role, log_group=log_group)

@@ -10,7 +10,7 @@
 | `GRAPH_API_VERSION` | the consumer's default | Graph API version in the request path |
 | `FAKE_GRAPH_PORT` | `0` (a free port) | port of the fake Graph API on 127.0.0.1 |
 | `LOG_LEVEL` | `INFO` | level of the handlers' JSON logs (written under `.local/logs/`) |
-| `LOCAL_STATE_DIR` | `.local` | where the logs go |
+| `LOCAL_STATE_DIR` | `.local` | where the logs and `pipeline.json` (where `make run` is) go |
 | `FAKE_GRAPH_STATUSES` | `sent,delivered,read` | statuses the fake sends back per reply |
 """
 
@@ -44,6 +44,7 @@ DEFAULT_APP_SECRET = "local-app-secret"  # noqa: S105
 DEFAULT_VERIFY_TOKEN = "local-verify-token"  # noqa: S105
 DEFAULT_ACCESS_TOKEN = "local-access-token"  # noqa: S105
 DEFAULT_LOG_LEVEL = "INFO"
+DEFAULT_STATE_DIR = Path(".local")
 
 # The emulated account. moto accepts any credentials; these can never reach AWS because every
 # client is pointed at moto's server on loopback.
@@ -89,7 +90,7 @@ class LocalConfig:
     graph_api_version: str = DEFAULT_GRAPH_API_VERSION
     fake_graph_port: int = 0
     log_level: str = DEFAULT_LOG_LEVEL
-    state_dir: Path = Path(".local")
+    state_dir: Path = DEFAULT_STATE_DIR
     fake_statuses: tuple[str, ...] = DEFAULT_FAKE_STATUSES
 
     @classmethod
@@ -108,7 +109,7 @@ class LocalConfig:
             ).strip("/"),
             fake_graph_port=_port(environ, ENV_FAKE_GRAPH_PORT, 0),
             log_level=(environ.get(ENV_LOG_LEVEL) or DEFAULT_LOG_LEVEL).upper(),
-            state_dir=Path(environ.get(ENV_STATE_DIR) or ".local"),
+            state_dir=Path(environ.get(ENV_STATE_DIR) or DEFAULT_STATE_DIR),
             fake_statuses=_statuses(environ),
         )
 

@@ -112,13 +112,12 @@ class Console:
             )
         for status in delivery.statuses:
             codes = ",".join(error.code_label for error in status.errors)
-            to = mask_phone(status.recipient_id or status.recipient_user_id)
             self.event(
                 "status",
                 "dim",
                 f"{status.status} for our msg {short_id(status.wamid)} to "
-                f"{to}{' codes ' + codes if codes else ''} (never answered)"
-                + (f" {timing}" if statuses_only else ""),
+                f"{mask_phone(status.recipient_key)}{' codes ' + codes if codes else ''}"
+                " (never answered)" + (f" {timing}" if statuses_only else ""),
             )
         for error in delivery.errors:
             self.event("webhook", "yellow", f"value-level error code {error.code_label}")
@@ -146,7 +145,8 @@ class Console:
             wamid = _mapping(document.get("context")).get("message_id")
             if wamid is None and document.get("type") == "reaction":
                 wamid = _mapping(document.get("reaction")).get("message_id")
-            what = f"{document.get('type', '?')} to {mask_phone(str(document.get('to') or ''))}"
+            addressee = document.get("to") or document.get("recipient") or ""
+            what = f"{document.get('type', '?')} to {mask_phone(str(addressee))}"
             thread = f"in thread of msg {short_id(wamid)}" if wamid else "(not threaded)"
             if answer == "ok":
                 self.event("replied", "green", f"{what} {thread}{self._since_received(wamid)}")

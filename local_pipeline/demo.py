@@ -8,12 +8,15 @@ exactly once), then reads the fake Graph API's record until the replies settle (
 what happened and exits non-zero if any expected reply is missing or duplicated, or if anything
 got a reply it should not have.
 
-Every wamid is fresh, so the demo can run again and again against the same `make run`.
+Every wamid is fresh, so the demo can run again and again against the same `make run`. It finds
+that pipeline through the state file `make run` writes (`.local/pipeline.json`) and reads the app
+secret from the pipeline's moto; `PORT` and `WHATSAPP_APP_SECRET` override both.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import urllib.error
@@ -22,11 +25,19 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from functions.domain.ingest.signature import sign
-from local_pipeline.config import LocalConfig
+from local_pipeline.config import ENV_APP_SECRET, ENV_PORT, LocalConfig, LocalConfigError
 from local_pipeline.gateway import INFO_PATH
 from local_pipeline.samples import encode, message_delivery, new_wamid, status_delivery
+from local_pipeline.state import (
+    NoRunningPipeline,
+    app_secret_from_emulator,
+    process_is_alive,
+    running_pipeline,
+    state_dir_from_env,
+)
 
 SETTLE_TIMEOUT_SECONDS = 60.0  # the rate-limited reply waits for the consumer's backoff
 QUIET_SECONDS = 1.5  # no new Graph calls for this long after the last expected one: settled
@@ -183,7 +194,7 @@ def message_cases() -> list[Case]:
 
 
 class Demo:
-    def __init__(self, base_url: str, app_secret: str, out: Callable[[str], None]) -> None:
+    def __init__(self, base_url: str, app_secret: str | None, out: Callable[[str], None]) -> None:
         self.base_url = base_url.rstrip("/")
         self.app_secret = app_secret
         self.out = out
@@ -201,6 +212,15 @@ class Demo:
         if status != 200:
             raise DemoError(f"{self.base_url} is not a `make run` pipeline (HTTP {status})")
         self.info = json.loads(body)
+        if self.app_secret is None:
+            if not self.info.get("secret_id"):
+                raise DemoError("the pipeline does not say its secret: pass WHATSAPP_APP_SECRET")
+            try:
+                self.app_secret = app_secret_from_emulator(
+                    self.info["aws_endpoint"], self.info["secret_id"]
+                )
+            except NoRunningPipeline as error:
+                raise DemoError(str(error)) from None
         if not self.info.get("fake_graph"):
             raise DemoError(
                 "the running pipeline talks to a real Graph API (GRAPH_API_URL is set); "
@@ -214,17 +234,23 @@ class Demo:
             body,
             {
                 "Content-Type": "application/json",
-                "X-Hub-Signature-256": signature or sign(body, self.app_secret),
+                "X-Hub-Signature-256": signature or sign(body, self._app_secret()),
             },
         )
         if status == 401 and signature is None:
             raise DemoError(
-                "the pipeline rejected the demo's signature: run `make demo` with the same "
-                "WHATSAPP_APP_SECRET as `make run`"
+                "the pipeline rejected the demo's signature: WHATSAPP_APP_SECRET is not the "
+                "running pipeline's app secret (leave it unset: the demo reads it from the "
+                "pipeline)"
             )
         if status != 200 and signature is None:
             raise DemoError(f"the webhook answered {status}: {answer[:200]!r}")
         return status
+
+    def _app_secret(self) -> str:
+        if self.app_secret is None:
+            raise DemoError("not connected: call connect() first")
+        return self.app_secret
 
     def graph_calls(self) -> list[dict[str, Any]]:
         status, body = http("GET", self.info["graph_api_url"] + "/__fake/requests")
@@ -449,9 +475,32 @@ def _mentions(call: Mapping[str, Any], wamid: str) -> bool:
     return wamid in (document.get("message_id"), replied_to(document))
 
 
+def demo_target(
+    environ: Mapping[str, str], *, is_alive: Callable[[int], bool] = process_is_alive
+) -> tuple[str, str | None]:
+    """The base URL of the pipeline to drive, and the app secret if the user gave one (without
+    one, `Demo.connect` reads it from the pipeline's moto).
+
+    `PORT` picks the pipeline; without it, the one `make run` recorded in its state file.
+    Raises `NoRunningPipeline` (or `LocalConfigError` for a malformed `PORT`)."""
+    app_secret = environ.get(ENV_APP_SECRET) or None
+    if environ.get(ENV_PORT):
+        return f"http://127.0.0.1:{LocalConfig.from_env(environ).port}", app_secret
+    state = running_pipeline(state_dir_from_env(environ), is_alive=is_alive)
+    url = urlsplit(state.webhook_url)
+    return f"{url.scheme}://{url.netloc}", app_secret
+
+
 def main() -> int:
-    config = LocalConfig.from_env()
-    demo = Demo(f"http://127.0.0.1:{config.port}", config.app_secret, print)
+    try:
+        base_url, app_secret = demo_target(os.environ)
+    except (NoRunningPipeline, LocalConfigError) as error:
+        print(
+            f"make demo: {error} (for a pipeline started elsewhere: make demo PORT=<its port>)",
+            file=sys.stderr,
+        )
+        return 2
+    demo = Demo(base_url, app_secret, print)
     started = time.monotonic()
     try:
         passed = demo.run()

@@ -1,12 +1,21 @@
-"""moto's server on loopback, holding the queue, dead-letter queue, table and secret the stack
-creates, named and sized by the same constants (`infra.constants`) the CDK code uses."""
+"""moto's server on loopback, in a process of its own, holding the queue, dead-letter queue,
+table and secret the stack creates, named and sized by the same constants (`infra.constants`)
+the CDK code uses."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from functions.common.names import (
     SECRET_KEY_ACCESS_TOKEN,
@@ -31,6 +40,7 @@ from infra.constants import (
 from local_pipeline.config import LOCAL_AWS_ENV, LOCAL_REGION
 
 SECONDS_PER_DAY = 86_400
+STOP_TIMEOUT_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +56,7 @@ class LocalResources:
     status_dlq_url: str = ""
 
 
-def aws_client(service: str, endpoint: str) -> Any:
+def aws_client(service: str, endpoint: str, region: str = LOCAL_REGION) -> Any:
     """A boto3 client for moto's server with the local (fake) credentials."""
     import boto3
 
@@ -54,7 +64,7 @@ def aws_client(service: str, endpoint: str) -> Any:
     return make_client(
         service,
         endpoint_url=endpoint,
-        region_name=LOCAL_REGION,
+        region_name=region,
         aws_access_key_id=LOCAL_AWS_ENV["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=LOCAL_AWS_ENV["AWS_SECRET_ACCESS_KEY"],
         aws_session_token=LOCAL_AWS_ENV["AWS_SESSION_TOKEN"],
@@ -207,28 +217,172 @@ def _suffixed(name: str, suffix: str) -> str:
     return f"{name}-{suffix}"
 
 
-class Emulator:
-    """moto's threaded server on 127.0.0.1 (a free port); `start()` / `stop()`."""
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
-    def __init__(self) -> None:
-        self._server: Any = None
+
+def serve(port: int = 0, *, wrap: Callable[[WsgiApp], WsgiApp] | None = None) -> None:
+    """The emulator process: moto's server on 127.0.0.1:`port`, a `{"port": N}` line on stdout
+    once it listens, served until stdin reaches EOF (the parent closed it or died).
+
+    `wrap` puts WSGI middleware in front of moto (the benchmarks delay DynamoDB with it)."""
+    from moto import backends
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    # moto lists its own package directory on every request to recognise a service name in the
+    # Host header; the list never changes while it runs.
+    if callable(getattr(backends, "list_of_moto_modules", None)):
+        module_names = tuple(backends.list_of_moto_modules())
+        backends.list_of_moto_modules = lambda: module_names
+    _fast_sqs_clock()
+    _fast_sqs_retention_check()
+    serialize_dynamodb()
+
+    class RequestHandler(MotoRequestHandler):
+        # werkzeug writes the headers and the body in two sends: without TCP_NODELAY the body
+        # can wait for the client's delayed ACK.
+        disable_nagle_algorithm = True
+
+        def log_request(self, *_: Any) -> None:
+            return  # one line per request on stderr: nobody reads it, everybody pays for it
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    app: WsgiApp = DomainDispatcherApplication(create_backend_app)
+    server = make_server(
+        "127.0.0.1", port, wrap(app) if wrap else app, threaded=True, request_handler=RequestHandler
+    )
+    thread = threading.Thread(target=server.serve_forever, name="moto", daemon=True)
+    thread.start()
+    sys.stdout.write(json.dumps({"port": server.server_address[1]}) + "\n")
+    sys.stdout.flush()
+    sys.stdin.read()  # until EOF
+    server.shutdown()
+
+
+def serialize_dynamodb() -> None:
+    """One DynamoDB request at a time in this process. moto's DynamoDB backend is not safe for
+    concurrent writes (a transaction deep-copies a table another request is changing:
+    "dictionary changed size during iteration", answered as a 500), which the consumer's
+    concurrent conversations hit. DynamoDB itself has no such limit; only the emulator needs it.
+    Idempotent: a second call leaves the first lock in place."""
+    from moto.dynamodb.responses import DynamoHandler
+
+    if getattr(DynamoHandler.call_action, "_serialized", False):
+        return
+    lock = threading.Lock()
+    call_action = DynamoHandler.call_action
+
+    def serialized(self: Any) -> Any:
+        with lock:
+            return call_action(self)
+
+    serialized._serialized = True  # type: ignore[attr-defined]
+    DynamoHandler.call_action = serialized  # type: ignore[method-assign]
+
+
+def _fast_sqs_clock() -> None:
+    """moto's SQS asks the time for every message of a queue on each send and receive (to count
+    visible ones), through a datetime computation ~20x slower than `time.time()`: a queue a few
+    hundred messages deep then costs milliseconds per call, and a local pipeline under load slows
+    down the more it falls behind. Same value, from `time.time()`."""
+    from moto.sqs import models
+
+    original_millis = getattr(models, "unix_time_millis", None)
+    original_seconds = getattr(models, "unix_time", None)
+    if original_millis is None or original_seconds is None:
+        return  # another moto: nothing to speed up here
+
+    def unix_time(dt: Any = None) -> float:
+        return time.time() if dt is None else float(original_seconds(dt))
+
+    def unix_time_millis(dt: Any = None) -> float:
+        return time.time() * 1000.0 if dt is None else float(original_millis(dt))
+
+    setattr(models, "unix_time", unix_time)  # noqa: B010 - moto does not export these names
+    setattr(models, "unix_time_millis", unix_time_millis)  # noqa: B010
+
+
+def _fast_sqs_retention_check() -> None:
+    """moto's ReceiveMessage checks each message it looks at against the queue's retention
+    period by building every queue attribute (counting the queue's messages) three times: a
+    receive cost O(depth²), 30-70 ms on a queue a few hundred deep. Same check, from the one
+    attribute it needs."""
+    from moto.sqs.models import SQSBackend
+
+    if not callable(getattr(SQSBackend, "is_message_valid_based_on_retention_period", None)):
+        return
+
+    def is_message_valid_based_on_retention_period(
+        self: Any, queue_name: str, message: Any
+    ) -> bool:
+        retention_seconds = int(self.get_queue(queue_name).message_retention_period)
+        return bool(retention_seconds + message.sent_timestamp / 1000 > time.time())
+
+    setattr(  # noqa: B010 - replacing a method of moto's class
+        SQSBackend,
+        "is_message_valid_based_on_retention_period",
+        is_message_valid_based_on_retention_period,
+    )
+
+
+class Emulator:
+    """moto's server in a process of its own on 127.0.0.1 (a free port): it neither competes
+    with the handlers for this process's GIL nor dies with a thread. `start()` / `stop()`.
+
+    `module` is the `python -m` entry that calls `serve()` (the benchmarks wrap moto)."""
+
+    def __init__(
+        self,
+        module: str = "local_pipeline.emulator",
+        args: Sequence[str] = (),
+        *,
+        stderr: IO[str] | None = None,
+    ) -> None:
+        self._command = [sys.executable, "-m", module, *args]
+        self._stderr = stderr
+        self._process: subprocess.Popen[str] | None = None
         self.endpoint = ""
 
     def start(self) -> str:
-        from moto.server import ThreadedMotoServer
-
-        # werkzeug logs one line per request to stderr: the console is for pipeline events.
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self._server.start()
-        host, port = self._server.get_host_and_port()
-        self.endpoint = f"http://{host}:{port}"
+        environment = {key: value for key, value in os.environ.items() if key != "MOTO_PORT"}
+        self._process = process = subprocess.Popen(
+            self._command,
+            cwd=Path(__file__).resolve().parent.parent,
+            env=environment,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr if self._stderr is not None else subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,  # Ctrl-C reaches the parent, which stops us in order
+        )
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        try:
+            port = int(json.loads(line)["port"])
+        except (ValueError, KeyError, TypeError):
+            self.stop()
+            raise RuntimeError(f"moto's server did not start (it said {line.strip()!r})") from None
+        self.endpoint = f"http://127.0.0.1:{port}"
         return self.endpoint
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):
+                process.stdin.close()
+        try:
+            process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
 
     def __enter__(self) -> Emulator:
         self.start()
@@ -236,3 +390,7 @@ class Emulator:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+
+if __name__ == "__main__":
+    serve()

@@ -4,12 +4,15 @@ and answers from a script.
 Used by the consumer's tests, the benchmarks, `make run` and `make demo`. It speaks just enough of
 `POST /{version}/{phone_number_id}/messages` to stand in for Meta:
 
-- a send answers 200 with Meta's send response (a fresh `wamid.fake…` id); a read receipt (body
-  with `"status": "read"`) answers 200 `{"success": true}`;
+- a send answers 200 with Meta's send response (a fresh `wamid.fake…` id), addressed by `to`
+  (a phone) or `recipient` (a business-scoped user id; `to` wins when both are set, as at Meta),
+  and 400 #100 when it has neither; a read receipt (body with `"status": "read"`) answers 200
+  `{"success": true}`;
 - with `expected_token` set, a missing or wrong `Authorization: Bearer …` answers 401 with Meta's
   error 190 (checked before the script, and not consuming it);
 - scripted answers (`enqueue`) are consumed in order by the next matching call: any Meta error
-  code in Meta's real error shape, a 5xx with an HTML body, a hang, a connection reset, or an
+  code in Meta's real error shape, a 5xx with an HTML body, a hang, a connection reset, an
+  answer given as raw bytes (any header, any body), an answer dripped one byte at a time, or an
   accepted send that fails later (`late_failure`: 200 now, a `failed` status webhook after);
 - with `send_statuses(webhook_url, app_secret)` every accepted send is followed, as Meta does,
   by status webhooks for its wamid (default sent -> delivered -> read), POSTed to the webhook in
@@ -27,12 +30,13 @@ In-process:
 Out of process (`python -m local_pipeline.fake_graph --port 8081`), the same controls are HTTP:
 `POST /__fake/script` with `{"kind": "send", "answers": [{"type": "meta_error", "code": 130429},
 {"type": "http_error", "status": 503}, {"type": "hang", "seconds": 5},
-{"type": "reset_connection"}, {"type": "late_failure", "code": 131047, "repeat": 1},
-{"type": "ok"}]}` (optionally `"to": "<wa_id>"` to script sends to one recipient only),
-`POST /__fake/statuses` with `{"url": "<webhook>", "appSecret": "…", "sequence": ["sent",
-"delivered", "read"], "delaySeconds": 0.2}` (or `{"url": null}`: none), `GET /__fake/statuses`
-(the webhooks posted, with the answers they got), `GET /__fake/requests` (a JSON list) and
-`POST /__fake/reset`. It only ever binds a loopback address.
+{"type": "reset_connection"}, {"type": "drip", "seconds_per_byte": 0.5},
+{"type": "raw", "data": "HTTP/1.1 503 …\\r\\n…"}, {"type": "late_failure", "code": 131047,
+"repeat": 1}, {"type": "ok"}]}` (optionally `"to": "<wa_id or BSUID>"` to script sends to one
+recipient only), `POST /__fake/statuses` with `{"url": "<webhook>", "appSecret": "…", "sequence":
+["sent", "delivered", "read"], "delaySeconds": 0.2}` (or `{"url": null}`: none),
+`GET /__fake/statuses` (the webhooks posted, with the answers they got), `GET /__fake/requests`
+(a JSON list) and `POST /__fake/reset`. It only ever binds a loopback address.
 """
 
 from __future__ import annotations
@@ -101,10 +105,13 @@ _TITLES: Mapping[int, str] = {
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """One scripted answer. Build them with `ok()`, `meta_error()`, `http_error()`, `hang()` and
-    `reset_connection()`; `Answer.from_json` reads the control endpoint's form."""
+    """One scripted answer. Build them with `ok()`, `meta_error()`, `http_error()`, `hang()`,
+    `reset_connection()`, `raw_answer()`, `drip()` and `late_failure()`; `Answer.from_json`
+    reads the control endpoint's form."""
 
-    type: Literal["ok", "meta_error", "http_error", "hang", "reset_connection", "late_failure"]
+    type: Literal[
+        "ok", "meta_error", "http_error", "hang", "reset_connection", "raw", "late_failure"
+    ]
     status: int = 200
     code: int | None = None
     message: str | None = None
@@ -115,37 +122,17 @@ class Answer:
     body: str | None = None
     content_type: str = "application/json"
     seconds: float = 0.0
+    raw: bytes = b""  # "raw": the whole HTTP answer, status line to body, exactly these bytes
+    drip_from: int = 0  # "raw": bytes before this offset go at once, the rest one at a time
     repeat: int = 1  # late_failure: how many times Meta delivers the failed status
 
     @classmethod
     def from_json(cls, document: Mapping[str, Any]) -> Answer:
         kind = document.get("type")
-        if kind == "ok":
-            return ok()
-        if kind == "meta_error":
-            return meta_error(
-                int(document["code"]),
-                http_status=int(document.get("http_status", 400)),
-                message=document.get("message"),
-                details=document.get("details"),
-                is_transient=document.get("is_transient"),
-                retry_after=document.get("retry_after"),
-                subcode=document.get("subcode"),
-            )
-        if kind == "http_error":
-            return http_error(
-                int(document["status"]),
-                body=str(document.get("body", _HTML_ERROR)),
-                content_type=str(document.get("content_type", "text/html")),
-                retry_after=document.get("retry_after"),
-            )
-        if kind == "hang":
-            return hang(float(document.get("seconds", 30.0)))
-        if kind == "reset_connection":
-            return reset_connection()
-        if kind == "late_failure":
-            return late_failure(int(document["code"]), repeat=int(document.get("repeat", 1)))
-        raise ValueError(f"unknown answer type {kind!r}")
+        build = _ANSWERS_FROM_JSON.get(str(kind))
+        if build is None:
+            raise ValueError(f"unknown answer type {kind!r}")
+        return build(document)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -217,6 +204,36 @@ def hang(seconds: float) -> Answer:
 def reset_connection() -> Answer:
     """Read the request, then reset the TCP connection without answering."""
     return Answer(type="reset_connection")
+
+
+def raw_answer(data: bytes, *, seconds_per_byte: float = 0.0, drip_from: int = 0) -> Answer:
+    """Answer with exactly `data` (status line, headers and body as bytes: any header, any
+    encoding), then close the connection. With `seconds_per_byte`, the bytes from `drip_from` on
+    go out one at a time; `FakeGraphApi.raw_answers` says how many got out before the client
+    hung up."""
+    dripped_from = min(drip_from, len(data)) if seconds_per_byte > 0 else len(data)
+    return Answer(type="raw", raw=data, seconds=seconds_per_byte, drip_from=dripped_from)
+
+
+def drip(
+    body: bytes = b'{"success": true}',
+    *,
+    status: int = 200,
+    seconds_per_byte: float = 0.5,
+    headers_too: bool = False,
+    content_type: str = "application/json",
+) -> Answer:
+    """A complete, well-formed answer sent one byte every `seconds_per_byte`: only its body, or
+    (`headers_too`) everything after the status line."""
+    status_line = f"HTTP/1.1 {status} Fake\r\n".encode("ascii")
+    head = status_line + (
+        f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode("ascii")
+    return raw_answer(
+        head + body,
+        seconds_per_byte=seconds_per_byte,
+        drip_from=len(status_line) if headers_too else len(head),
+    )
 
 
 def late_failure(code: int, *, repeat: int = 1) -> Answer:
@@ -311,6 +328,54 @@ def status_webhook(
     }
 
 
+@dataclass(frozen=True, slots=True)
+class RawAnswerProgress:
+    """How far a raw answer got: all `total` bytes, or `written` before the client hung up."""
+
+    written: int
+    total: int
+
+    @property
+    def complete(self) -> bool:
+        return self.written == self.total
+
+
+_ANSWERS_FROM_JSON: Mapping[str, Callable[[Mapping[str, Any]], Answer]] = {
+    "ok": lambda document: ok(),
+    "meta_error": lambda document: meta_error(
+        int(document["code"]),
+        http_status=int(document.get("http_status", 400)),
+        message=document.get("message"),
+        details=document.get("details"),
+        is_transient=document.get("is_transient"),
+        retry_after=document.get("retry_after"),
+        subcode=document.get("subcode"),
+    ),
+    "http_error": lambda document: http_error(
+        int(document["status"]),
+        body=str(document.get("body", _HTML_ERROR)),
+        content_type=str(document.get("content_type", "text/html")),
+        retry_after=document.get("retry_after"),
+    ),
+    "hang": lambda document: hang(float(document.get("seconds", 30.0))),
+    "reset_connection": lambda document: reset_connection(),
+    "raw": lambda document: raw_answer(
+        str(document["data"]).encode("utf-8"),
+        seconds_per_byte=float(document.get("seconds_per_byte", 0.0)),
+        drip_from=int(document.get("drip_from", 0)),
+    ),
+    "drip": lambda document: drip(
+        str(document.get("body", "")).encode("utf-8"),
+        status=int(document.get("status", 200)),
+        seconds_per_byte=float(document.get("seconds_per_byte", 0.5)),
+        headers_too=bool(document.get("headers_too", False)),
+    ),
+    "late_failure": lambda document: late_failure(
+        int(document["code"]), repeat=int(document.get("repeat", 1))
+    ),
+}
+
+
 # --- recorded requests ---------------------------------------------------------------------------
 
 
@@ -344,6 +409,7 @@ class RecordedRequest:
 class _State:
     requests: list[RecordedRequest] = field(default_factory=list)
     script: list[tuple[ScriptKind, str | None, Answer]] = field(default_factory=list)
+    raw_answers: list[RawAnswerProgress] = field(default_factory=list)
     posted: list[PostedStatus] = field(default_factory=list)
 
 
@@ -426,6 +492,23 @@ class FakeGraphApi:
     def requests(self) -> list[RecordedRequest]:
         with self._lock:
             return list(self._state.requests)
+
+    @property
+    def raw_answers(self) -> list[RawAnswerProgress]:
+        """How far each finished raw (or dripped) answer got, in the order they finished."""
+        with self._lock:
+            return list(self._state.raw_answers)
+
+    def wait_for_raw_answers(self, count: int, *, timeout: float = 10.0) -> bool:
+        """Block until `count` raw answers finished (sent whole or cut off); False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while len(self._state.raw_answers) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._lock.wait(remaining)
+            return True
 
     def read_receipts(self) -> list[RecordedRequest]:
         return [request for request in self.requests if request.kind == "read"]
@@ -558,7 +641,7 @@ class FakeGraphApi:
         with self._lock:
             answer = ok()
             if request.kind != "other":
-                recipient = request.json.get("to") if isinstance(request.json, dict) else None
+                recipient = addressee(request.json)
                 for index, (kind, to, _answer) in enumerate(self._state.script):
                     if kind in ("any", request.kind) and to in (None, recipient):
                         answer = self._state.script.pop(index)[2]
@@ -582,6 +665,36 @@ class FakeGraphApi:
     def _wait(self, seconds: float) -> None:
         if seconds > 0:
             self._stopping.wait(seconds)
+
+    def _record_raw_progress(self, progress: RawAnswerProgress) -> None:
+        with self._lock:
+            self._state.raw_answers.append(progress)
+            self._lock.notify_all()
+
+
+def addressee(document: Any) -> str | None:
+    """Who a send body addresses, as Meta reads it: `to` (a phone) wins over `recipient` (a
+    business-scoped user id) when both are set; None when neither is."""
+    if not isinstance(document, dict):
+        return None
+    for key in ("to", "recipient"):
+        value = document.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _send_response(document: dict[str, Any], message_id: str) -> dict[str, Any]:
+    """Meta's send response; the contact is echoed by `wa_id`, or by `user_id` for a BSUID."""
+    if isinstance(document.get("to"), str) and document["to"]:
+        contact = {"input": document["to"], "wa_id": document["to"]}
+    else:
+        contact = {"input": document["recipient"], "user_id": document["recipient"]}
+    return {
+        "messaging_product": "whatsapp",
+        "contacts": [contact],
+        "messages": [{"id": message_id}],
+    }
 
 
 def _with_answer(request: RecordedRequest, answer: str) -> RecordedRequest:
@@ -689,6 +802,9 @@ def _handler_for(graph: FakeGraphApi) -> type[BaseHTTPRequestHandler]:
             if answer.type == "reset_connection":
                 self._reset()
                 return
+            if answer.type == "raw":
+                self._send_raw_bytes(answer)
+                return
             if answer.type == "hang":
                 graph._wait(answer.seconds)
                 answer = ok()
@@ -704,17 +820,16 @@ def _handler_for(graph: FakeGraphApi) -> type[BaseHTTPRequestHandler]:
                 )
             elif kind == "read":
                 self._send_json(200, {"success": True})
-            else:
-                to = document.get("to", "") if isinstance(document, dict) else ""
-                wamid = graph._next_message_id()
+            elif addressee(document) is None:
                 self._send_json(
-                    200,
-                    {
-                        "messaging_product": "whatsapp",
-                        "contacts": [{"input": to, "wa_id": to}],
-                        "messages": [{"id": wamid}],
-                    },
+                    400,
+                    _meta_error_document(
+                        meta_error(100, message="(#100) The parameter to is required.")
+                    ),
                 )
+            else:
+                wamid = graph._next_message_id()
+                self._send_json(200, _send_response(document, wamid))
                 graph._follow_with_statuses(wamid, request, answer)
 
         def _control(self, method: str, path: str, body: bytes) -> None:
@@ -779,6 +894,25 @@ def _handler_for(graph: FakeGraphApi) -> type[BaseHTTPRequestHandler]:
             except (BrokenPipeError, ConnectionResetError):
                 # The client gave up (e.g. timed out during a hang): nothing left to answer.
                 self.close_connection = True
+
+        def _send_raw_bytes(self, answer: Answer) -> None:
+            data = answer.raw
+            written = 0
+            try:
+                self.wfile.write(data[: answer.drip_from])
+                self.wfile.flush()
+                written = answer.drip_from
+                for offset in range(answer.drip_from, len(data)):
+                    graph._wait(answer.seconds)
+                    if graph._stopping.is_set():
+                        break
+                    self.wfile.write(data[offset : offset + 1])
+                    self.wfile.flush()
+                    written = offset + 1
+            except OSError:
+                pass  # the client hung up: `written` says how far the answer got
+            graph._record_raw_progress(RawAnswerProgress(written=written, total=len(data)))
+            self.close_connection = True
 
         def _reset(self) -> None:
             # SO_LINGER with a zero timeout turns close() into a TCP RST.

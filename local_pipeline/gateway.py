@@ -5,8 +5,11 @@ to the ingest handler, and the handler's answer goes back as HTTP: status, heade
 exactly. Like API Gateway, an unknown path answers 403 "Missing Authentication Token", and a
 handler that raises or answers garbage becomes 502 "Internal server error".
 
-One request is handled at a time (one Lambda execution environment: module-level state such as
-Powertools' metrics is not meant to be shared by concurrent invocations).
+Requests are served concurrently, each by its own thread, and handed to `invoke` concurrently,
+as API Gateway invokes Lambda: `invoke` must run each in an execution environment of its own
+(module-level state such as Powertools' metrics is not meant to be shared by concurrent
+invocations; `make run` passes `environments.ExecutionEnvironments.invoke`). The console hears
+of an exchange once its answer is sent.
 """
 
 from __future__ import annotations
@@ -195,7 +198,6 @@ class Gateway:
         self._requested_port = port
         self._on_exchange = on_exchange
         self._info = info
-        self._invoke_lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -257,12 +259,13 @@ class Gateway:
 
     def answer(
         self, method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes, host: str
-    ) -> HttpAnswer:
+    ) -> tuple[HttpAnswer, Exchange | None]:
+        """The HTTP answer, and the exchange to report once it is sent (None: nothing to tell)."""
         path = urlsplit(raw_path).path
         if path == INFO_PATH and method == "GET" and self._info is not None:
-            return _json_answer(200, self._info())
+            return _json_answer(200, self._info()), None
         if path != RESOURCE or method not in ("GET", "POST"):
-            return _json_answer(403, {"message": "Missing Authentication Token"})
+            return _json_answer(403, {"message": "Missing Authentication Token"}), None
         received_at = time.monotonic()
         event = build_proxy_event(
             method=method, raw_path=raw_path, headers=headers, body=body, host=host
@@ -270,25 +273,25 @@ class Gateway:
         started = time.perf_counter()
         error: str | None = None
         try:
-            with self._invoke_lock:
-                answer = proxy_response_to_http(self._invoke(event))
+            answer = proxy_response_to_http(self._invoke(event))
         except Exception as failure:  # noqa: BLE001 - API Gateway answers 502 for any failure
             error = f"{type(failure).__name__}: {failure}"
             answer = _json_answer(502, {"message": "Internal server error"})
+        exchange = Exchange(
+            method=method,
+            path=path,
+            status=answer.status,
+            request_body=body,
+            response_body=answer.body,
+            duration_ms=(time.perf_counter() - started) * 1000,
+            received_at=received_at,
+            error=error,
+        )
+        return answer, exchange
+
+    def report(self, exchange: Exchange) -> None:
         if self._on_exchange is not None:
-            self._on_exchange(
-                Exchange(
-                    method=method,
-                    path=path,
-                    status=answer.status,
-                    request_body=body,
-                    response_body=answer.body,
-                    duration_ms=(time.perf_counter() - started) * 1000,
-                    received_at=received_at,
-                    error=error,
-                )
-            )
-        return answer
+            self._on_exchange(exchange)
 
 
 class _Server(ThreadingHTTPServer):
@@ -324,6 +327,9 @@ class _Server(ThreadingHTTPServer):
 def _make_handler(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two sends: with Nagle's algorithm the body waits for the
+        # client's delayed ACK of the headers (40 ms per answer on Linux).
+        disable_nagle_algorithm = True
         server_version = "local-api-gateway"
         sys_version = ""
 
@@ -354,7 +360,7 @@ def _make_handler(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
                 self._write(_json_answer(413, {"message": "Request Too Long"}))
                 return
             body = self.rfile.read(length) if length else b""
-            answer = gateway.answer(
+            answer, exchange = gateway.answer(
                 self.command,
                 self.path,
                 list(self.headers.items()),
@@ -362,6 +368,8 @@ def _make_handler(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
                 self.headers.get("Host") or f"127.0.0.1:{gateway.port}",
             )
             self._write(answer)
+            if exchange is not None:
+                gateway.report(exchange)
 
         def _write(self, answer: HttpAnswer) -> None:
             self.send_response(answer.status)

@@ -327,8 +327,11 @@ def warm_clients(*services: str) -> None:
     for its own work."""
     from functions.adapters import aws
 
+    # Under each function's call limits (the ingest's differ): a second client of a service
+    # costs milliseconds once the first loaded its model.
     for service in services:
-        aws.client(service)
+        for limits in (aws.CONSUMER_LIMITS, aws.INGEST_LIMITS):
+            aws.client(service, limits)
 
 
 class _EventWriter:

@@ -1,13 +1,19 @@
 """`make run`: the whole pipeline on this machine, on loopback, with no AWS account.
 
-    moto's server (queues + DLQs + table + secret, named and sized as the stack creates them)
-    gateway  127.0.0.1:$PORT/webhook -> functions.ingest.app.handler (in this process)
-    worker   child process: SQS event sources -> functions.consumer.app.handler
+    moto's server, own process (queues + DLQs + table + secret, named and sized as the stack
+             creates them)
+    gateway  127.0.0.1:$PORT/webhook -> functions.ingest.app.handler, in execution environments
+             (processes: up to INGEST_ENVIRONMENTS invocations at once, one each)
+    worker   child process: SQS event sources (inbound, statuses) -> functions.consumer.app.handler
     fake Graph API (or the real one: GRAPH_API_URL), which sends status webhooks back for the
-    messages it accepted (FAKE_GRAPH_STATUSES)
+             messages it accepted (FAKE_GRAPH_STATUSES)
 
 The handlers are the very functions Lambda runs. Their JSON logs (and EMF metrics) go to files
 under `.local/logs/`; the console shows one line per pipeline event. Ctrl-C stops everything.
+
+It says Ready only once the consumer can load its reply rules (`local_pipeline/rules_watch.py`),
+and while Ready, `.local/pipeline.json` tells `make demo` and `make inspect-dlq` where it is
+(`local_pipeline/state.py`).
 """
 
 from __future__ import annotations
@@ -26,7 +32,6 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from functions.common.lambda_context import StandInContext
 from functions.common.names import (
     CONSUMER_SERVICE,
     DEFAULT_METRICS_NAMESPACE,
@@ -47,19 +52,25 @@ from local_pipeline.config import (
     AWS_ENV_TO_DROP,
     DEFAULT_APP_SECRET,
     LOCAL_AWS_ENV,
+    LOCAL_REGION,
     LocalConfig,
     LocalConfigError,
-    local_function_arn,
 )
 from local_pipeline.console import Console
 from local_pipeline.emulator import Emulator, LocalResources, create_resources
+from local_pipeline.environments import ExecutionEnvironments, FunctionSpec, InvocationFailed
 from local_pipeline.gateway import Exchange, Gateway, PortInUse
-from local_pipeline.poller import ENV_LOG_FILE, load_handler, warm_clients
+from local_pipeline.poller import ENV_LOG_FILE
+from local_pipeline.rules_watch import RulesWatch, describe, rules_path
 from local_pipeline.samples import encode, message_delivery, signed_curl, text_message
+from local_pipeline.state import PipelineState, remove_state, write_state
 
 WORKER_READY_TIMEOUT_SECONDS = 60.0
 WORKER_STOP_TIMEOUT_SECONDS = 10.0
 INGEST_FUNCTION_NAME = "whatsapp-relay-ingest-local"
+# Concurrent ingest invocations: Lambda would scale further, but on a laptop's few cores more
+# processes only share the same CPU (and each costs its start-up).
+INGEST_ENVIRONMENTS = 4
 
 
 class StartupError(RuntimeError):
@@ -94,7 +105,7 @@ class LocalPipeline:
         self._worker_lock = threading.Lock()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._ingest_handler: Any = None
+        self.ingest: ExecutionEnvironments | None = None
         config.log_dir.mkdir(parents=True, exist_ok=True)
         self.ingest_log = config.log_dir / "ingest.log"
         self.consumer_log = config.log_dir / "consumer.log"
@@ -118,9 +129,19 @@ class LocalPipeline:
         for name in AWS_ENV_TO_DROP:
             os.environ.pop(name, None)
         os.environ.update({**environment, ENV_SERVICE_NAME: INGEST_SERVICE})
-        # Imported once the environment is the function's (Powertools reads it at import).
-        self._ingest_handler = load_handler(INGEST_HANDLER)
-        warm_clients("sqs", "secretsmanager")
+        # Started once the environment is the function's (its processes inherit it).
+        self.ingest = ExecutionEnvironments(
+            FunctionSpec(
+                handler=INGEST_HANDLER,
+                function_name=INGEST_FUNCTION_NAME,
+                timeout_seconds=INGEST_TIMEOUT_SECONDS,
+                memory_mb=INGEST_MEMORY_MB,
+                warm_services=("sqs", "secretsmanager"),
+            ),
+            log_path=self.ingest_log,
+            environments=INGEST_ENVIRONMENTS,
+        )
+        self.ingest.launch()  # they start while the consumer worker does
         graph_url = config.graph_api_url
         if graph_url is None:
             from local_pipeline.fake_graph import FakeGraphApi
@@ -142,6 +163,10 @@ class LocalPipeline:
                 )
             self._spawn(self._watch_graph, "graph-watcher")
         self._start_worker(environment, graph_url)
+        try:
+            self.ingest.wait_ready()
+        except InvocationFailed as error:
+            raise StartupError(f"the ingest function did not start: {error}") from None
 
         self.gateway.serve()
 
@@ -149,6 +174,8 @@ class LocalPipeline:
         self._stopping.set()
         if self.gateway is not None:
             self.gateway.stop()
+        if self.ingest is not None:
+            self.ingest.close()
         self._stop_worker()
         for thread in self._threads:
             thread.join(timeout=5)
@@ -168,13 +195,8 @@ class LocalPipeline:
         self.stop()
 
     def _invoke_ingest(self, event: dict[str, Any]) -> Any:
-        context = StandInContext(
-            function_name=INGEST_FUNCTION_NAME,
-            invoked_function_arn=local_function_arn(INGEST_FUNCTION_NAME),
-            timeout_seconds=INGEST_TIMEOUT_SECONDS,
-            memory_limit_in_mb=INGEST_MEMORY_MB,
-        )
-        return self._ingest_handler(event, context)
+        assert self.ingest is not None
+        return self.ingest.invoke(event)
 
     # --- the consumer worker -----------------------------------------------------------------
 
@@ -304,6 +326,7 @@ class LocalPipeline:
             "fake_graph": self.graph is not None,
             "graph_api_version": self.config.graph_api_version,
             "aws_endpoint": resources.endpoint,
+            "secret_id": resources.secret_id,
             "queue_url": resources.queue_url,
             "dlq_url": resources.dlq_url,
             "status_queue_url": resources.status_queue_url,
@@ -368,6 +391,27 @@ def print_banner(pipeline: LocalPipeline) -> None:
     console.line(bold("Ready. Ctrl-C stops everything.", "bold"))
 
 
+def pipeline_state(pipeline: LocalPipeline) -> PipelineState:
+    """What `make demo` and `make inspect-dlq` need to find this pipeline (no secret value)."""
+    resources, gateway = pipeline.resources, pipeline.gateway
+    assert resources is not None
+    assert gateway is not None
+    return PipelineState(
+        pid=os.getpid(),
+        webhook_url=gateway.url,
+        aws_endpoint=resources.endpoint,
+        region=LOCAL_REGION,
+        secret_id=resources.secret_id,
+        queue_url=resources.queue_url,
+        dlq_url=resources.dlq_url,
+        consumer_log=str(pipeline.consumer_log.resolve()),
+        table_name=resources.table_name,
+        ingest_log=str(pipeline.ingest_log.resolve()),
+        status_queue_url=resources.status_queue_url,
+        status_dlq_url=resources.status_dlq_url,
+    )
+
+
 def route_warnings_to(stream: IO[str]) -> None:
     """Python warnings (e.g. Powertools' "no metrics to publish") go to the log, not the
     console; real errors still reach stderr."""
@@ -404,6 +448,7 @@ def main() -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)  # a closed terminal: stop cleanly, state file too
     console.line("starting moto, the fake Graph API, the consumer worker and the gateway ...")
     try:
         pipeline.start()
@@ -414,11 +459,26 @@ def main() -> int:
     except BaseException:
         pipeline.stop()
         raise
-    print_banner(pipeline)
+    ready = threading.Event()
+    rules = RulesWatch(
+        rules_path(),
+        lambda problem: console.line(
+            console.paint(
+                describe(rules_path(), problem, ready=ready.is_set()),
+                "green" if problem is None else "red",
+            )
+        ),
+    )
     try:
-        while not stop.wait(0.5):
-            pass
+        if rules.wait_until_valid(stop):
+            print_banner(pipeline)
+            write_state(config.state_dir, pipeline_state(pipeline))
+            ready.set()
+            threading.Thread(target=rules.watch, args=(stop,), daemon=True).start()
+            while not stop.wait(0.5):
+                pass
     finally:
+        remove_state(config.state_dir, os.getpid())
         console.line("stopping ...")
         pipeline.stop()
         console.line("stopped: gateway, consumer worker, fake Graph API and moto are down.")

@@ -104,6 +104,9 @@ def moto_endpoint() -> Iterator[str]:
     """moto's server on a free loopback port, for the whole session (one per xdist worker)."""
     from moto.server import ThreadedMotoServer
 
+    from local_pipeline.emulator import serialize_dynamodb
+
+    serialize_dynamodb()  # moto's DynamoDB races under concurrent writes; AWS's does not
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

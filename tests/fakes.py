@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -46,8 +48,15 @@ class FakePublisher:
 
     published: list[QueuedRecord] = field(default_factory=list)
     fail_with: str | None = None
+    deadlines: list[float] = field(default_factory=list)  # remaining seconds at each publish
 
-    def publish(self, records: Sequence[QueuedRecord]) -> None:
+    def publish(
+        self,
+        records: Sequence[QueuedRecord],
+        *,
+        remaining_seconds: Callable[[], float] = lambda: math.inf,
+    ) -> None:
+        self.deadlines.append(remaining_seconds())
         if self.fail_with:
             raise PublishFailed("queue down", accepted=0, error_code=self.fail_with)
         self.published.extend(records)
@@ -59,8 +68,15 @@ class FakeStatusPublisher:
 
     published: list[QueuedStatus] = field(default_factory=list)
     fail_with: str | None = None
+    deadlines: list[float] = field(default_factory=list)  # remaining seconds at each publish
 
-    def publish(self, statuses: Sequence[QueuedStatus]) -> None:
+    def publish(
+        self,
+        statuses: Sequence[QueuedStatus],
+        *,
+        remaining_seconds: Callable[[], float] = lambda: math.inf,
+    ) -> None:
+        self.deadlines.append(remaining_seconds())
         if self.fail_with:
             raise PublishFailed("status queue down", accepted=0, error_code=self.fail_with)
         self.published.extend(statuses)
@@ -68,36 +84,49 @@ class FakeStatusPublisher:
 
 @dataclass
 class ScriptedSqs:
-    """A boto3 SQS client stand-in for `send_message_batch`: fails chosen entries a set number
-    of times, then accepts them; records every call."""
+    """A boto3 SQS client stand-in for `send_message_batch` that behaves like a FIFO queue
+    judging each entry on its own: it fails chosen entries a set number of times (whatever their
+    neighbours in the batch do), then accepts them; `accepted` is the queue's order. Every call
+    is recorded; `on_call` runs before each (e.g. to move a fake clock)."""
 
     # deduplication id (a standard queue's entries: the body) -> failures left
     fail_times: dict[str, int] = field(default_factory=dict)
     sender_fault: bool = False
     raise_error: Exception | None = None
+    on_call: Callable[[], None] | None = None
     calls: list[list[dict[str, Any]]] = field(default_factory=list)
     accepted: list[dict[str, Any]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def send_message_batch(self, *, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
-        self.calls.append(Entries)
-        if self.raise_error is not None:
-            raise self.raise_error
-        failed: list[dict[str, Any]] = []
-        for entry in Entries:
-            key = entry.get("MessageDeduplicationId", entry["MessageBody"])
-            left = self.fail_times.get(key, 0)
-            if left > 0:
-                self.fail_times[key] = left - 1
-                failed.append(
-                    {
-                        "Id": entry["Id"],
-                        "Code": "InternalError",
-                        "SenderFault": self.sender_fault,
-                    }
-                )
-            else:
-                self.accepted.append(entry)
-        return {"Successful": [], "Failed": failed}
+        if self.on_call is not None:
+            self.on_call()
+        with self._lock:
+            self.calls.append(Entries)
+            if self.raise_error is not None:
+                raise self.raise_error
+            failed: list[dict[str, Any]] = []
+            for entry in Entries:
+                key = entry.get("MessageDeduplicationId", entry["MessageBody"])
+                left = self.fail_times.get(key, 0)
+                if left > 0:
+                    self.fail_times[key] = left - 1
+                    failed.append(
+                        {
+                            "Id": entry["Id"],
+                            "Code": "InternalError",
+                            "SenderFault": self.sender_fault,
+                        }
+                    )
+                else:
+                    self.accepted.append(entry)
+            return {"Successful": [], "Failed": failed}
+
+    def queued_order(self, group_id: str) -> list[str]:
+        """The deduplication ids (wamids) of one conversation, in the order the queue holds them."""
+        return [
+            e["MessageDeduplicationId"] for e in self.accepted if e["MessageGroupId"] == group_id
+        ]
 
 
 def as_sqs(fake: ScriptedSqs) -> SQSClient:

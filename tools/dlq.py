@@ -3,15 +3,20 @@
     python -m tools.dlq inspect [--limit 50] [--why] [--json]
     python -m tools.dlq redrive [--max-per-second N]
     python -m tools.dlq status
-    (each also takes --stack-name NAME, or --dlq-url URL [--queue-url URL], and --region)
+    (each also takes --stack-name NAME, or --dlq-url URL [--queue-url URL], and --region;
+    or --local / --deployed to choose between a running `make run` and the stack)
 
-Queue URLs come from the stack's CloudFormation outputs unless given. `inspect` never deletes:
-it holds each message for a few seconds while it reads the queue (so it sees each one once) and
-then makes them all visible again. It prints the queued record's facts - wamid, message type,
-masked sender, receive count, age - never message text or a full phone number; `--why` asks the
-consumer's logs (CloudWatch Logs Insights) what happened to those wamids. `redrive` uses SQS's
-own message-move task (`StartMessageMoveTask`), which moves the messages back to the inbound queue
-at a pace SQS controls and can be cancelled from the console.
+Queue URLs come from the stack's CloudFormation outputs unless given. While a `make run` is
+running (its `.local/pipeline.json`) and no stack or queue is named, the commands work on the
+local pipeline's queues in moto instead, and say so (`--local` insists on it, `--deployed`
+ignores it); moto has no StartMessageMoveTask, so `redrive` explains what to do instead.
+
+`inspect` never deletes: it holds each message for a few seconds while it reads the queue (so it
+sees each one once) and then makes them all visible again. It prints the queued record's facts -
+wamid, message type, masked sender, receive count, age - never message text or a full phone
+number; `--why` asks the consumer's logs (CloudWatch Logs Insights) what happened to those wamids.
+`redrive` uses SQS's own message-move task (`StartMessageMoveTask`), which moves the messages back
+to the inbound queue at a pace SQS controls and can be cancelled from the console.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 from functions.adapters.dead_letters import (
@@ -44,6 +50,12 @@ from infra.constants import (
     OUTPUT_DLQ_URL,
     OUTPUT_QUEUE_URL,
     STACK_NAME,
+)
+from local_pipeline.state import (
+    NoRunningPipeline,
+    PipelineState,
+    running_pipeline,
+    state_dir_from_env,
 )
 from tools.stack_outputs import stack_outputs
 
@@ -202,11 +214,16 @@ def _entry(message: dict[str, Any], now: datetime) -> DlqEntry:
     )
 
 
+# What `--why` shows of each consumer log line (docs/contract.md, "Metrics and log fields").
+WHY_FIELDS = ("wamid", "result", "error_code", "error_class", "reason", "receive_count")
+LOCAL_WHY_LIMIT = 200
+
+
 def why_query(wamids: Sequence[str]) -> str:
     """The CloudWatch Logs Insights query that shows what the consumer logged for these wamids."""
     quoted = ", ".join(json.dumps(w) for w in wamids)
     return (
-        "fields @timestamp, wamid, result, error_code, error_class, reason, receive_count\n"
+        f"fields @timestamp, {', '.join(WHY_FIELDS)}\n"
         f"| filter wamid in [{quoted}]\n"
         "| sort @timestamp desc\n"
         "| limit 200"
@@ -248,6 +265,27 @@ def run_logs_query(
         {f["field"]: f["value"] for f in row if not f["field"].startswith("@ptr")}
         for row in response.get("results", [])
     ]
+
+
+def local_log_rows(log_path: Path, wamids: Sequence[str]) -> list[dict[str, Any]]:
+    """What the local consumer logged for these wamids (its JSON log file, `make run`), newest
+    first: the same fields `--why` asks CloudWatch for."""
+    wanted, rows = set(wamids), []
+    try:
+        lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as error:
+        raise DlqToolError(f"cannot read the consumer log {log_path}: {error.strerror}") from None
+    for line in reversed(lines):
+        try:
+            document = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(document, dict) and document.get("wamid") in wanted:
+            fields = ("timestamp", *WHY_FIELDS)
+            rows.append({field: document[field] for field in fields if field in document})
+            if len(rows) == LOCAL_WHY_LIMIT:
+                break
+    return rows
 
 
 def render_entries(entries: Sequence[DlqEntry], out: TextIO) -> None:
@@ -334,10 +372,15 @@ def render_tasks(tasks: Sequence[dict[str, Any]], out: TextIO) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     where = argparse.ArgumentParser(add_help=False)
-    where.add_argument("--stack-name", default=STACK_NAME, help="read queue URLs from its outputs")
+    where.add_argument(
+        "--stack-name", help=f"read queue URLs from its outputs (default {STACK_NAME})"
+    )
     where.add_argument("--dlq-url", help="the dead-letter queue (instead of the stack outputs)")
     where.add_argument("--queue-url", help="the inbound queue (redrive destination)")
     where.add_argument("--region", help="AWS region (default: your AWS configuration)")
+    which = where.add_mutually_exclusive_group()
+    which.add_argument("--local", action="store_true", help="the running `make run` (moto)")
+    which.add_argument("--deployed", action="store_true", help="the stack, even if `make run` runs")
     parser = argparse.ArgumentParser(prog="python -m tools.dlq", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     inspect = commands.add_parser("inspect", parents=[where], help="list DLQ messages (masked)")
@@ -354,63 +397,123 @@ def _parser() -> argparse.ArgumentParser:
 def _queues(args: argparse.Namespace, session: Any, *, need_queue: bool) -> Queues:
     if args.dlq_url and (args.queue_url or not need_queue):
         return Queues(dlq_url=args.dlq_url, queue_url=args.queue_url)
-    found = stack_queues(session.client("cloudformation"), args.stack_name)
+    stack_name = args.stack_name or STACK_NAME
+    found = stack_queues(session.client("cloudformation"), stack_name)
     queues = Queues(
         dlq_url=args.dlq_url or found.dlq_url,
         queue_url=args.queue_url or found.queue_url,
         consumer_log_group=found.consumer_log_group,
     )
     if need_queue and not queues.queue_url:
-        raise DlqToolError(f"stack {args.stack_name} has no {OUTPUT_QUEUE_URL} output")
+        raise DlqToolError(f"stack {stack_name} has no {OUTPUT_QUEUE_URL} output")
     return queues
 
 
+def local_pipeline(args: argparse.Namespace) -> PipelineState | None:
+    """The running `make run` to work on, if that is what the operator asked for: `--local`, or
+    nothing named at all while one is running."""
+    if args.deployed or (
+        not args.local and (args.stack_name or args.dlq_url or args.queue_url or args.region)
+    ):
+        return None
+    try:
+        return running_pipeline(state_dir_from_env())
+    except NoRunningPipeline as error:
+        if args.local:
+            raise DlqToolError(str(error)) from None
+        return None
+
+
+NO_LOCAL_REDRIVE = (
+    "moto, which stands in for SQS under `make run`, does not implement StartMessageMoveTask, "
+    "so there is no redrive locally: send the webhooks again instead (the banner's curl, or "
+    "`make demo`); `make redrive` moves a deployed stack's DLQ back"
+)
+
+
+def inspect_local(args: argparse.Namespace, pipeline: PipelineState, out: TextIO) -> None:
+    from local_pipeline.emulator import aws_client
+
+    entries = inspect_dlq(
+        aws_client("sqs", pipeline.aws_endpoint),
+        pipeline.dlq_url,
+        limit=args.limit,
+        hold_seconds=args.hold_seconds,
+    )
+    if args.json:
+        for entry in entries:
+            out.write(json.dumps(asdict(entry)) + "\n")
+        return
+    out.write(f"Local pipeline (`make run`, moto at {pipeline.aws_endpoint}).\n")
+    render_entries(entries, out)
+    wamids = [e.wamid for e in entries if e.wamid]
+    if not wamids:
+        return
+    if args.why:
+        rows = local_log_rows(Path(pipeline.consumer_log), wamids)
+        out.write(f"What the consumer logged ({len(rows)} lines, {pipeline.consumer_log}):\n")
+        for row in rows:
+            out.write(json.dumps(row) + "\n")
+    else:
+        out.write(f"Why they failed: add --why (reads {pipeline.consumer_log}).\n")
+
+
 def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout) -> int:
-    import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
     args = _parser().parse_args(argv)
-    session = boto3.session.Session(region_name=args.region)
     try:
-        queues = _queues(args, session, need_queue=args.command == "redrive")
-        sqs = session.client("sqs")
-        if args.command == "inspect":
-            entries = inspect_dlq(
-                sqs, queues.dlq_url, limit=args.limit, hold_seconds=args.hold_seconds
-            )
-            if args.json:
-                for entry in entries:
-                    out.write(json.dumps(asdict(entry)) + "\n")
-            else:
-                render_entries(entries, out)
-            wamids = [e.wamid for e in entries if e.wamid]
-            if wamids:
-                query = why_query(wamids)
-                if args.why and queues.consumer_log_group:
-                    rows = run_logs_query(session.client("logs"), queues.consumer_log_group, query)
-                    out.write(f"What the consumer logged ({len(rows)} lines):\n")
-                    for row in rows:
-                        out.write(json.dumps(row) + "\n")
-                else:
-                    out.write(
-                        "Why they failed - run in CloudWatch Logs Insights on the consumer's log "
-                        f"group ({queues.consumer_log_group or 'see the stack outputs'}), "
-                        "or add --why:\n" + query + "\n"
-                    )
-        elif args.command == "redrive":
-            if queues.queue_url is None:
-                raise DlqToolError("no inbound queue to redrive to: pass --queue-url")
-            handle = start_redrive(
-                sqs, queues.dlq_url, queues.queue_url, max_per_second=args.max_per_second
-            )
-            out.write(f"Redrive started: task {handle}\nProgress: python -m tools.dlq status\n")
-            render_tasks(redrive_status(sqs, queues.dlq_url)[:1], out)
+        pipeline = local_pipeline(args)
+        if pipeline is None:
+            run_deployed(args, out)
+        elif args.command == "inspect":
+            inspect_local(args, pipeline, out)
         else:
-            render_tasks(redrive_status(sqs, queues.dlq_url), out)
+            sys.stderr.write(f"make {args.command}: {NO_LOCAL_REDRIVE}\n")
+            return 2
     except (DlqToolError, ClientError, BotoCoreError) as error:
         sys.stderr.write(f"error: {error}\n")
         return 1
     return 0
+
+
+def run_deployed(args: argparse.Namespace, out: TextIO) -> None:
+    import boto3
+
+    session = boto3.session.Session(region_name=args.region)
+    queues = _queues(args, session, need_queue=args.command == "redrive")
+    sqs = session.client("sqs")
+    if args.command == "inspect":
+        entries = inspect_dlq(sqs, queues.dlq_url, limit=args.limit, hold_seconds=args.hold_seconds)
+        if args.json:
+            for entry in entries:
+                out.write(json.dumps(asdict(entry)) + "\n")
+        else:
+            render_entries(entries, out)
+        wamids = [e.wamid for e in entries if e.wamid]
+        if wamids:
+            query = why_query(wamids)
+            if args.why and queues.consumer_log_group:
+                rows = run_logs_query(session.client("logs"), queues.consumer_log_group, query)
+                out.write(f"What the consumer logged ({len(rows)} lines):\n")
+                for row in rows:
+                    out.write(json.dumps(row) + "\n")
+            else:
+                out.write(
+                    "Why they failed - run in CloudWatch Logs Insights on the consumer's log "
+                    f"group ({queues.consumer_log_group or 'see the stack outputs'}), "
+                    "or add --why:\n" + query + "\n"
+                )
+    elif args.command == "redrive":
+        if queues.queue_url is None:
+            raise DlqToolError("no inbound queue to redrive to: pass --queue-url")
+        handle = start_redrive(
+            sqs, queues.dlq_url, queues.queue_url, max_per_second=args.max_per_second
+        )
+        out.write(f"Redrive started: task {handle}\nProgress: python -m tools.dlq status\n")
+        render_tasks(redrive_status(sqs, queues.dlq_url)[:1], out)
+    else:
+        render_tasks(redrive_status(sqs, queues.dlq_url), out)
 
 
 if __name__ == "__main__":

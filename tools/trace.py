@@ -1,7 +1,7 @@
 """Where is my message? What happened to one customer message, from its wamid, masked.
 
     python -m tools.trace <inbound wamid> [--stack-name NAME] [--region REGION] [--no-logs]
-    python -m tools.trace <inbound wamid> --local [URL]     (a running `make run`)
+    python -m tools.trace <inbound wamid> --local           (a running `make run`)
     (either also takes --json: the whole trace as one JSON object)
 
 It reads the consumer's ledger (the message's `msg#` item, each reply's `reply#` item and the
@@ -12,18 +12,15 @@ the message went to the dead-letter queue. Phone numbers are masked; message tex
 shown (only the type of what was sent, and a template's name).
 
 Deployed, the table and the log groups come from the stack's outputs (Logs Insights over the
-last 14 days for the log lines). Against `make run` they come from the pipeline's info endpoint
-(`/__local/info`: moto's endpoint, the table, the log files).
+last 14 days for the log lines). Against `make run` they come from its state file
+(`<LOCAL_STATE_DIR>/pipeline.json`: moto's endpoint, the table, the log files).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,11 +47,11 @@ from infra.constants import (
 from tools.dlq import run_logs_query
 from tools.stack_outputs import required_output, stack_outputs
 
-DEFAULT_LOCAL_PORT = 3000
-LOCAL_INFO_PATH = "/__local/info"
+DELIVERY_QUEUED = "delivery queued"  # ingest's one line per delivery (functions/ingest)
 MAX_FOLLOW_UPS = 10  # a chain of follow-ups is short (MAX_RESENDS + a fallback); a loop is a bug
 LOG_FIELDS = (
     "message",
+    "queued",
     "wamid",
     "reply_wamid",
     "result",
@@ -165,6 +162,7 @@ class LogFiles:
     """`LogSource` over `make run`'s log files (Powertools JSON lines)."""
 
     def __init__(self, ingest: Path, consumer: Path) -> None:
+        self.ingest_log, self.consumer_log = ingest, consumer
         self._files = (("ingest", ingest), ("consumer", consumer))
 
     def lines(self, wamid: str) -> list[LogLine]:
@@ -181,7 +179,7 @@ class LogFiles:
                     document = json.loads(raw)
                 except ValueError:
                     continue
-                if isinstance(document, dict) and document.get("wamid") == wamid:
+                if isinstance(document, dict) and _about(document, wamid):
                     found.append(LogLine(_log_time(document), function, _kept(document)))
         return sorted(found, key=lambda line: line.at)
 
@@ -215,13 +213,26 @@ class LogsInsights:
 
 
 def insights_query(wamid: str) -> str:
-    """Everything the functions logged about one inbound wamid (its reply's statuses included:
-    the consumer logs them under the inbound wamid too)."""
+    """Everything the functions logged about one inbound wamid: ingest's line for the delivery
+    that held it (its `wamids` list), and the consumer's lines, its reply's statuses included (the
+    consumer logs them under the inbound wamid too)."""
+    quoted = json.dumps(wamid)
     return (
         f"fields @timestamp, @log, {', '.join(LOG_FIELDS)}\n"
-        f"| filter wamid = {json.dumps(wamid)}\n"
+        f'| filter wamid = {quoted} or (message = "{DELIVERY_QUEUED}" and @message like {quoted})\n'
         "| sort @timestamp asc\n"
         "| limit 500"
+    )
+
+
+def _about(document: Mapping[str, Any], wamid: str) -> bool:
+    if document.get("wamid") == wamid:
+        return True
+    wamids = document.get("wamids")
+    return (
+        document.get("message") == DELIVERY_QUEUED
+        and isinstance(wamids, list)
+        and (wamid in wamids)
     )
 
 
@@ -262,11 +273,8 @@ def render(found: Trace, out: TextIO) -> None:
 def _log_text(line: LogLine) -> str:
     fields = line.fields
     message = str(fields.get("message") or "")
-    if line.function == "ingest" and message == "message queued":
-        return (
-            f"received and queued: {fields.get('message_type', '?')} from "
-            f"{fields.get('sender', '?')} to number {fields.get('phone_number_id', '?')}"
-        )
+    if line.function == "ingest" and message == DELIVERY_QUEUED:
+        return f"received and queued (one delivery of {fields.get('queued', '?')} message(s))"
     if "status" in fields and "reply_wamid" in fields:
         detail = _status_detail(fields)
         return f"status {fields['status']} of reply {fields['reply_wamid']}{detail}"
@@ -274,6 +282,8 @@ def _log_text(line: LogLine) -> str:
     if result is None:
         return ""
     parts = [f"{result} ({fields['decision']})" if fields.get("decision") else str(result)]
+    if fields.get("message_type") and fields.get("sender"):
+        parts.append(f"{fields['message_type']} from {fields['sender']}")
     if fields.get("read_receipt"):
         parts.append(f"read receipt {fields['read_receipt']}")
     if fields.get("reply_wamid"):
@@ -450,20 +460,20 @@ def to_json(found: Trace) -> dict[str, Any]:
 # --- where to look --------------------------------------------------------------------------
 
 
-def local_sources(info_url: str) -> tuple[ItemStore, LogSource]:
-    """A running `make run`: moto's endpoint, the table and the log files, from its info."""
+def local_sources() -> tuple[ItemStore, LogSource]:
+    """A running `make run`, found by its state file: moto's endpoint, the table, the logs."""
     from local_pipeline.emulator import aws_client
+    from local_pipeline.state import NoRunningPipeline, running_pipeline, state_dir_from_env
 
     try:
-        with urllib.request.urlopen(info_url, timeout=5) as answer:  # noqa: S310 - loopback
-            info = json.loads(answer.read())
-    except (OSError, ValueError) as error:
-        raise TraceError(f"no `make run` at {info_url} ({error}); start it first") from None
-    logs = [Path(path) for path in info.get("logs", [])]
-    if len(logs) != 2:
-        raise TraceError(f"{info_url} did not name the pipeline's two log files")
-    store = DynamoDbItems(aws_client("dynamodb", info["aws_endpoint"]), info["table_name"])
-    return store, LogFiles(ingest=logs[0], consumer=logs[1])
+        state = running_pipeline(state_dir_from_env())
+    except NoRunningPipeline as error:
+        raise TraceError(str(error)) from None
+    if not state.table_name or not state.ingest_log:
+        raise TraceError("the running `make run` is older than `make trace`: restart it")
+    dynamodb = aws_client("dynamodb", state.aws_endpoint, state.region)
+    store = DynamoDbItems(dynamodb, state.table_name)
+    return store, LogFiles(ingest=Path(state.ingest_log), consumer=Path(state.consumer_log))
 
 
 def stack_sources(
@@ -486,30 +496,11 @@ def stack_sources(
     return store, LogsInsights(session.client("logs"), groups) if groups else None
 
 
-def _local_info_url(value: str) -> str:
-    if value:
-        base = value.rstrip("/")
-        return (
-            base
-            if base.endswith(LOCAL_INFO_PATH)
-            else base.removesuffix("/webhook") + (LOCAL_INFO_PATH)
-        )
-    port = os.environ.get("PORT") or str(DEFAULT_LOCAL_PORT)
-    return f"http://127.0.0.1:{port}{LOCAL_INFO_PATH}"
-
-
 def _parser() -> argparse.ArgumentParser:
     summary = __doc__.split("\n")[0]
     parser = argparse.ArgumentParser(prog="python -m tools.trace", description=summary)
     parser.add_argument("wamid", help="the customer message's wamid (as in the webhook)")
-    parser.add_argument(
-        "--local",
-        nargs="?",
-        const="",
-        default=None,
-        metavar="URL",
-        help="trace in a running `make run` (default http://127.0.0.1:$PORT)",
-    )
+    parser.add_argument("--local", action="store_true", help="trace in the running `make run`")
     parser.add_argument("--stack-name", default=STACK_NAME)
     parser.add_argument("--region", help="AWS region (default: your AWS configuration)")
     parser.add_argument("--no-logs", action="store_true", help="the ledger only (no log query)")
@@ -527,8 +518,8 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout) -> int:
         return 2
     logs: LogSource | None
     try:
-        if args.local is not None:
-            store, logs = local_sources(_local_info_url(args.local))
+        if args.local:
+            store, logs = local_sources()
             if args.no_logs:
                 logs = None
         else:

@@ -24,7 +24,7 @@ from functions.ingest.telemetry import report_delivery, report_rejection
 
 
 @lambda_handler(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-def handler(event: dict[str, Any], context: LambdaContext | None) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         request = HttpRequest.from_event(event)
         if request.method == "GET":
@@ -44,6 +44,7 @@ def handler(event: dict[str, Any], context: LambdaContext | None) -> dict[str, A
             publisher=wiring.publisher(),
             now=lambda: datetime.now(UTC),
             statuses=wiring.status_publisher(),
+            remaining_seconds=wiring.remaining_seconds(context),
         )
         report_delivery(summary)
         return json_response(200, {"queued": len(summary.queued)})

@@ -3,27 +3,49 @@ clients. Adapters live as long as the execution environment, one per configurati
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import Any, Final
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.adapters import aws
 from functions.adapters.secrets import SecretsManagerCredentials
 from functions.adapters.sqs_publisher import SqsFifoPublisher, SqsStatusPublisher
 from functions.common.settings import IngestSettings
 
+# Left of the invocation for answering once the queue gave up: the response, the log lines, the
+# metrics flush.
+ANSWER_MARGIN_SECONDS: Final = 0.5
+
 
 def credentials() -> SecretsManagerCredentials:
-    return _credentials(aws.secretsmanager(), IngestSettings.from_env().secret_id)
+    return _credentials(aws.secretsmanager(aws.INGEST_LIMITS), IngestSettings.from_env().secret_id)
 
 
 def publisher() -> SqsFifoPublisher:
-    return SqsFifoPublisher(aws.sqs(), IngestSettings.from_env().queue_url)
+    return SqsFifoPublisher(
+        aws.sqs(aws.INGEST_LIMITS),
+        IngestSettings.from_env().queue_url,
+        longest_call_seconds=aws.INGEST_LIMITS.longest_call_seconds,
+    )
+
+
+def remaining_seconds(context: LambdaContext) -> Callable[[], float]:
+    """The time the use case may spend: what the invocation has left, less the answer's share."""
+    return lambda: context.get_remaining_time_in_millis() / 1000 - ANSWER_MARGIN_SECONDS
 
 
 def status_publisher() -> SqsStatusPublisher | None:
     """The status queue's publisher, or None when no status queue is configured."""
     url = IngestSettings.from_env().status_queue_url
-    return SqsStatusPublisher(aws.sqs(), url) if url else None
+    if not url:
+        return None
+    return SqsStatusPublisher(
+        aws.sqs(aws.INGEST_LIMITS),
+        url,
+        longest_call_seconds=aws.INGEST_LIMITS.longest_call_seconds,
+    )
 
 
 @lru_cache(maxsize=4)

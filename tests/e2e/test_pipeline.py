@@ -9,16 +9,23 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from functions.domain.whatsapp.queued_record import QueuedRecord
+from functions.domain.whatsapp.webhook import parse_delivery
 from local_pipeline.console import short_id
+from local_pipeline.run import INGEST_ENVIRONMENTS
 from local_pipeline.samples import encode, message_delivery, new_wamid, status_delivery
+from local_pipeline.state import running_pipeline, state_file
 from tests.e2e.pipeline_process import (
     ACCESS_TOKEN,
+    APP_SECRET,
     REPO_ROOT,
+    START_TIMEOUT_SECONDS,
     VERIFY_TOKEN,
     Calls,
     PipelineProcess,
@@ -26,6 +33,7 @@ from tests.e2e.pipeline_process import (
     pipeline_env,
     processes_with_env,
 )
+from tests.events.builders import EVENTS
 
 pytestmark = pytest.mark.e2e
 
@@ -147,6 +155,45 @@ def test_statuses_are_acknowledged_and_never_answered(pipeline: PipelineProcess)
     assert not [c for c in calls if ours in json.dumps(c["json"])]
 
 
+def username_webhook(name: str) -> tuple[str, bytes, dict[str, Any]]:
+    """A stored payload shaped like Meta's documentation, with a fresh wamid (this pipeline
+    lives for the whole session): the bytes as Meta would send them."""
+    document = json.loads((EVENTS / "webhooks" / f"{name}.json").read_bytes())
+    message = document["entry"][0]["changes"][0]["value"]["messages"][0]
+    message["id"] = new_wamid("bsuid")
+    return message["id"], encode(document), message
+
+
+def test_a_user_known_only_by_a_username_gets_a_threaded_reply_at_the_bsuid(
+    pipeline: PipelineProcess,
+) -> None:
+    # Given a user who adopted a username: no `from`, no `wa_id`, only the BSUID
+    wamid, body, message = username_webhook("username_text_bsuid_only")
+    bsuid = message["from_user_id"]
+    assert "from" not in message
+    # When Meta delivers their message
+    status, answer = pipeline.post(body)
+    assert (status, json.loads(answer)) == (200, {"queued": 1})
+    calls = pipeline.wait_for(lambda calls: bool(reads(calls, wamid) and replies(calls, wamid)))
+    # Then it is read and answered in its thread, at the BSUID (`recipient`, never `to`), from
+    # the number that received it, with the contact's name filled in
+    assert calls is not None, pipeline.output()
+    [reply] = replies(calls, wamid)
+    assert reply["json"]["recipient"] == bsuid
+    assert "to" not in reply["json"]
+    assert reply["json"]["context"] == {"message_id": wamid}
+    assert reply["path"] == f"/{pipeline.info['graph_api_version']}/106540352242922/messages"
+    # And the username change that follows is read, not answered, and the conversation goes on
+    change_wamid, change, _ = username_webhook("username_system_user_changed_user_id")
+    assert pipeline.post(change)[0] == 200
+    assert pipeline.wait_for(lambda calls: bool(reads(calls, change_wamid))) is not None
+    next_wamid, next_body, _ = username_webhook("username_text_bsuid_only")
+    assert pipeline.post(next_body)[0] == 200
+    assert pipeline.wait_for(lambda calls: bool(replies(calls, next_wamid))) is not None
+    assert replies(pipeline.wait_quiet(0.5), change_wamid) == []
+    assert bsuid not in pipeline.output()
+
+
 def test_a_rate_limited_reply_is_retried_until_it_goes_out(pipeline: PipelineProcess) -> None:
     # Given Meta answers the next send with 130429 (throughput limit)
     pipeline.wait_quiet(0.5)
@@ -165,9 +212,9 @@ def test_a_rate_limited_reply_is_retried_until_it_goes_out(pipeline: PipelinePro
 
 
 def traced(pipeline: PipelineProcess, wamid: str) -> dict[str, Any]:
-    """`python -m tools.trace <wamid> --local <this pipeline> --json`."""
+    """`python -m tools.trace <wamid> --local --json` (it finds this pipeline by its state)."""
     done = subprocess.run(
-        [sys.executable, "-m", "tools.trace", wamid, "--local", pipeline.webhook_url, "--json"],
+        [sys.executable, "-m", "tools.trace", wamid, "--local", "--json"],
         cwd=REPO_ROOT,
         env=pipeline_env(pipeline.state_dir),
         capture_output=True,
@@ -239,12 +286,11 @@ def test_a_late_131047_gets_one_template_and_make_trace_tells_the_story(
     assert (reply["state"], reply["failed_code"]) == ("failed", "131047")
     assert reply["followed_up_by"]["kind"] == "fallback"
     # And `make trace` tells that story, masked
-    port = pipeline.webhook_url.split(":")[2].split("/")[0]
     told = subprocess.run(
         # -o: the venv is the one running these tests; never reinstall it from a test
         ["make", "-s", "-o", ".venv/.installed", "trace", f"WAMID={wamid}", "ARGS=--local"],
         cwd=REPO_ROOT,
-        env={**pipeline_env(pipeline.state_dir, PORT=port), "PY": sys.executable},
+        env={**pipeline_env(pipeline.state_dir), "PY": sys.executable},
         capture_output=True,
         text=True,
         timeout=60,
@@ -252,7 +298,8 @@ def test_a_late_131047_gets_one_template_and_make_trace_tells_the_story(
     )
     assert told.returncode == 0, told.stdout + told.stderr
     text = told.stdout
-    assert "received and queued: text from *******0107" in text
+    assert "received and queued (one delivery of 1 message(s))" in text
+    assert "text from *******0107" in text
     assert "read receipt sent" in text
     assert "late failure 131047 (recipient)" in text
     assert "fallback: " in text
@@ -261,12 +308,20 @@ def test_a_late_131047_gets_one_template_and_make_trace_tells_the_story(
     assert "16505550107" not in text
 
 
-def test_make_demo_passes(pipeline: PipelineProcess) -> None:
-    port = pipeline.webhook_url.split(":")[2].split("/")[0]
+def test_make_demo_finds_the_pipeline_and_its_secret_and_passes(
+    pipeline: PipelineProcess,
+) -> None:
+    # Given only where `make run` keeps its state: no PORT (it picked a free one), and not the
+    # app secret it was started with (not the default)
+    env = {
+        key: value
+        for key, value in pipeline_env(pipeline.state_dir).items()
+        if key != "PORT" and not key.startswith("WHATSAPP_")
+    }
     demo = subprocess.run(
         [sys.executable, "-m", "local_pipeline.demo"],
         cwd=REPO_ROOT,
-        env=pipeline_env(pipeline.state_dir, PORT=port),
+        env=env,
         capture_output=True,
         text=True,
         timeout=120,
@@ -286,19 +341,123 @@ def test_port_in_use_is_a_clear_error_not_a_traceback(
     assert "Traceback" not in second.stderr
 
 
+def test_the_state_file_says_where_the_pipeline_is_and_holds_no_secret(
+    pipeline: PipelineProcess,
+) -> None:
+    text = state_file(pipeline.state_dir).read_text(encoding="utf-8")
+    state = running_pipeline(pipeline.state_dir)
+    assert state.webhook_url == pipeline.webhook_url
+    assert state.aws_endpoint == pipeline.info["aws_endpoint"]
+    assert state.dlq_url == pipeline.info["dlq_url"]
+    for secret in (APP_SECRET, VERIFY_TOKEN, ACCESS_TOKEN):
+        assert secret not in text
+
+
+def test_inspect_dlq_and_redrive_work_against_make_run(pipeline: PipelineProcess) -> None:
+    # Given a message the consumer answered, whose record then lands in the DLQ (moto)
+    from local_pipeline.emulator import aws_client
+
+    wamid, body = text_webhook("16505550106", text="hi, please keep this private")
+    assert pipeline.post(body)[0] == 200
+    assert pipeline.wait_for(lambda calls: bool(replies(calls, wamid))) is not None
+    record = QueuedRecord(
+        received=parse_delivery(json.loads(body)).messages[0],
+        received_at=datetime.now(UTC),
+    )
+    aws_client("sqs", pipeline.info["aws_endpoint"]).send_message(
+        QueueUrl=pipeline.info["dlq_url"],
+        MessageBody=record.to_json(),
+        MessageGroupId="e2e-dlq",
+        MessageDeduplicationId=uuid.uuid4().hex,
+    )
+    env = pipeline_env(pipeline.state_dir)
+
+    # When the operator runs `make inspect-dlq` with nothing but the state directory
+    inspect = subprocess.run(
+        [sys.executable, "-m", "tools.dlq", "inspect", "--why"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    # Then it lists the local DLQ, masked, and says where the consumer's log is
+    assert inspect.returncode == 0, inspect.stderr
+    assert "Local pipeline (`make run`" in inspect.stdout
+    assert f"wamid={wamid}" in inspect.stdout
+    assert "from=*******0106" in inspect.stdout
+    assert "16505550106" not in inspect.stdout
+    assert "keep this private" not in inspect.stdout
+    assert "What the consumer logged" in inspect.stdout
+    assert '"result": "replied"' in inspect.stdout
+
+    # ...and `make redrive` says in one line why it cannot, and what to do
+    redrive = subprocess.run(
+        [sys.executable, "-m", "tools.dlq", "redrive"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert redrive.returncode == 2
+    [line] = redrive.stderr.splitlines()
+    assert "does not implement StartMessageMoveTask" in line
+    assert "Traceback" not in redrive.stderr
+
+
 def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
     # Given a running pipeline (its own, so this test can watch it go)
     marker_dir = tmp_path / f"state-{uuid.uuid4().hex[:8]}"
     running = PipelineProcess(marker_dir).start()
     marker = f"LOCAL_STATE_DIR={marker_dir}"
-    assert len(processes_with_env(marker)) == 2  # make run and its consumer worker
+    # make run, moto's server, the consumer worker and the ingest's execution environments
+    assert len(processes_with_env(marker)) == 3 + INGEST_ENVIRONMENTS
     # When Ctrl-C
     exit_code = running.interrupt()
     # Then it exits cleanly and leaves no process behind
     assert exit_code == 0, running.stderr
     assert "stopped:" in running.output()
     assert processes_with_env(marker) == []
+    assert not state_file(marker_dir).exists()  # `make demo` will not look for it
     assert "Traceback" not in running.stderr
+
+
+def test_broken_reply_rules_hold_ready_until_the_file_is_fixed(tmp_path: Path) -> None:
+    # Given REPLY_RULES_PATH naming a rules file whose first rule has an impossible reply
+    from functions.consumer.wiring import DEFAULT_RULES_PATH
+
+    rules = tmp_path / "rules.json"
+    document = json.loads(DEFAULT_RULES_PATH.read_text(encoding="utf-8"))
+    assert document["rules"][0]["name"] == "greeting"
+    document["rules"][0]["reply"] = {"type": "carrier-pigeon"}
+    rules.write_text(json.dumps(document), encoding="utf-8")
+
+    # When `make run` starts
+    running = PipelineProcess(tmp_path / "state", REPLY_RULES_PATH=str(rules)).start(wait=False)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while "not Ready" not in running.output() and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+        # Then it says, in one line, which rule is wrong and how, and does not say Ready
+        [line] = [line for line in running.output().splitlines() if "not Ready" in line]
+        assert "rule 'greeting'" in line
+        assert "carrier-pigeon" in line
+        assert not any(line.startswith("Ready.") for line in running.output().splitlines())
+        assert not state_file(tmp_path / "state").exists()
+
+        # ...and once the file is fixed it goes on: Ready, and the pipeline answers
+        rules.write_text(DEFAULT_RULES_PATH.read_text(encoding="utf-8"), encoding="utf-8")
+        running.wait_ready()
+        assert "reply rules OK again" in running.output()
+        assert state_file(tmp_path / "state").exists()
+    finally:
+        assert running.interrupt() == 0
+    assert "Traceback" not in running.stderr + running.output()
 
 
 def test_graph_api_url_sends_the_consumer_elsewhere(tmp_path: Path) -> None:

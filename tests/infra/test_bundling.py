@@ -15,6 +15,7 @@ from infra.bundling import (
     source_fingerprint,
 )
 from infra.constants import LAMBDA_PYTHON_VERSION, LAMBDA_WHEEL_PLATFORM
+from infra.runtime_python import runtime_interpreter
 
 pytestmark = pytest.mark.infra
 
@@ -85,25 +86,34 @@ def test_local_bundling_builds_an_arm64_asset_with_the_pinned_dependencies(
     out = tmp_path / "asset"
     out.mkdir()
 
+    interpreter = runtime_interpreter()
+    if interpreter is None:
+        pytest.skip(f"no Python {LAMBDA_PYTHON_VERSION} here to compile the bundle with")
+
     # When CDK's local bundling hook runs (pip downloads or reuses its cache)
-    bundling = LocalPipBundling(root, ["config/rules.json"])
+    bundling = LocalPipBundling(root, ["config/rules.json"], interpreter)
     bundled = bundling.try_bundle(str(out), None)  # type: ignore[arg-type]
 
     # Then the asset has the handlers, their data files, and the pinned dependencies
     assert bundled is True
     assert (out / "functions" / "ingest" / "app.py").is_file()
     assert (out / "functions" / "consumer" / "reply_rules.json").is_file()
-    assert not list(out.rglob("__pycache__"))
+    # compiled by the runtime's own Python, nothing else's (the stale pyc stayed behind)
+    tag = f"cpython-{LAMBDA_PYTHON_VERSION.replace('.', '')}"
+    pycs = list(out.rglob("*.pyc"))
+    assert pycs
+    assert all(f".{tag}." in pyc.name for pyc in pycs), {p.name for p in pycs if tag not in p.name}
+    for module in (out / "functions").rglob("*.py"):
+        assert (module.parent / "__pycache__" / f"{module.stem}.{tag}.pyc").is_file(), module
     # the rules file lies at its repository path, which is what REPLY_RULES_PATH names
     assert (out / "config" / "rules.json").read_text() == '{"rules": []}'
     for requirement in runtime_requirements(root):
         name, version = requirement.split("[")[0].split("==")[0], requirement.split("==")[1]
         dist = name.replace("-", "_")
         assert list(out.glob(f"{dist}-{version}.dist-info")), requirement
-    # and compiled extensions are Linux arm64 builds for the runtime's Python
+    # and any compiled extension is a Linux arm64 build for the runtime's Python
+    arm64 = f"{tag}-aarch64-linux-gnu"
     extensions = list(out.rglob("*.so"))
-    assert extensions
-    tag = f"cpython-{LAMBDA_PYTHON_VERSION.replace('.', '')}-aarch64-linux-gnu"
-    assert all(tag in so.name or "abi3" in so.name for so in extensions), extensions
+    assert all(arm64 in so.name or "abi3" in so.name for so in extensions), extensions
     # and no test code rides along
     assert not (out / "tests").exists()

@@ -150,6 +150,10 @@ CODE_CLASSES: Final[Mapping[str, str]] = {
     **dict.fromkeys(
         ("131026", "131047", "131049", "131050", "130472", "131021"), ERROR_CLASS_RECIPIENT
     ),
+    # 2026: a template that cannot go to a BSUID (131062), a changed identity key (137000), and
+    # the group-messaging refusals: permanent for this message, nothing to retry.
+    **dict.fromkeys(("131062", "137000", "131020", "131041", "131059"), ERROR_CLASS_RECIPIENT),
+    **{str(code): ERROR_CLASS_RECIPIENT for code in range(131200, 131300)},
     **dict.fromkeys(
         (
             "100",
@@ -169,6 +173,9 @@ CODE_CLASSES: Final[Mapping[str, str]] = {
             "132069",
             "133010",
             "135000",
+            # 2026: marketing templates disabled on the Cloud API - the same request fails
+            # until the configuration changes, and the bad-request rate is what alarms.
+            "131063",
         ),
         ERROR_CLASS_BAD_REQUEST,
     ),

@@ -16,8 +16,10 @@
 
 Rules are tried in order; the first whose every condition holds answers. Within one condition a
 list means "any of". `default` (or null: no reply) answers what no rule matched. Never answered,
-whatever the rules say: reactions, system messages, unsupported messages, messages without a
-sender, and messages from the business's own numbers (the receiving number and `ownNumbers`).
+whatever the rules say: reactions, system messages (a changed number or BSUID among them),
+unsupported messages, messages without a sender (neither phone nor BSUID), and messages from the
+business's own numbers (the receiving number and `ownNumbers`). A reply goes to the sender's phone,
+or to their business-scoped user id when Meta withheld the phone (a user with a username).
 
 Plain Python: the caller reads the file; `parse_rules` validates the whole document and raises
 `ReplyRulesError` naming the rule and the field at fault.
@@ -41,6 +43,7 @@ from functions.domain.whatsapp.outbound import (
     Media,
     OutboundMessage,
     Reaction,
+    Recipient,
     Template,
     Text,
 )
@@ -95,7 +98,18 @@ class Rule:
 class ReplyDecision:
     reply: OutboundMessage | None
     reason: str  # "rule:<name>", "default", "no-default", "own-number", "type:<t>", "no-sender"
-    recipient: str = ""
+    recipient: Recipient | None = None  # set whenever `reply` is
+
+
+def reply_recipient(received: ReceivedMessage) -> Recipient | None:
+    """Where a reply to `received` goes: the sender's phone when Meta gave it (every template,
+    authentication ones included, can go there), else their business-scoped user id (a user
+    known only by a username; Meta refuses some templates there with 131062)."""
+    if received.sender_phone:
+        return Recipient.phone(received.sender_phone)
+    if received.sender_user_id:
+        return Recipient.user_id(received.sender_user_id)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,11 +124,11 @@ class ReplyRules:
         message = received.message
         if message.type in NEVER_ANSWERED_TYPES:
             return ReplyDecision(None, f"type:{message.type}")
-        recipient = message.sender or (received.contact.wa_id if received.contact else "")
-        if not recipient:
+        recipient = reply_recipient(received)
+        if recipient is None:
             return ReplyDecision(None, "no-sender")
         own = self.own_numbers | {_digits(received.business.display_phone_number)}
-        if _digits(recipient) in own - {""}:
+        if not recipient.by_user_id and _digits(recipient.address) in own - {""}:
             return ReplyDecision(None, "own-number")
         for rule in self.rules:
             if rule.match.holds(received):
@@ -326,10 +340,12 @@ def _parse_section(raw: object, where: str) -> ListSection:
 
 
 def _personal(reply: OutboundMessage | None, received: ReceivedMessage) -> OutboundMessage | None:
-    """Fill `{contact_name}` / `{business_number}` in a text reply (plain replace, no format)."""
+    """Fill `{contact_name}` / `{business_number}` in a text reply (plain replace, no format).
+    The name is the profile name, else the username, else a neutral word."""
     if not isinstance(reply, Text) or "{" not in reply.body:
         return reply
-    name = (received.contact.name if received.contact else None) or DEFAULT_CONTACT_NAME
+    contact = received.contact
+    name = ((contact.name or contact.username) if contact else None) or DEFAULT_CONTACT_NAME
     body = reply.body.replace("{contact_name}", name).replace(
         "{business_number}", received.business.display_phone_number
     )

@@ -6,6 +6,7 @@ less raises, so the entry point answers non-200 and Meta redelivers.
 """
 
 import json
+import math
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -70,10 +71,12 @@ def accept_delivery(
     credentials: CredentialSource,
     publisher: MessagePublisher,
     now: Callable[[], datetime],
+    remaining_seconds: Callable[[], float] = lambda: math.inf,
     statuses: StatusPublisher | None = None,
 ) -> DeliverySummary:
     """Verify, parse and queue one webhook POST. Raises before queueing anything if the body is
-    not authentic or not a webhook; raises `PublishFailed` if a queue did not take it all.
+    not authentic or not a webhook; raises `PublishFailed` if a queue did not take it all in
+    the time `remaining_seconds()` leaves (the caller's deadline, less what answering takes).
 
     Without a status publisher (no status queue configured) statuses are only counted."""
     if not signature_header:
@@ -90,14 +93,14 @@ def accept_delivery(
     received_at = now()
     records = [QueuedRecord(received=m, received_at=received_at) for m in delivery.messages]
     if records:
-        publisher.publish(records)
+        publisher.publish(records, remaining_seconds=remaining_seconds)
     followed = [
         QueuedStatus.from_update(update, received_at)
         for update in delivery.statuses
         if update.wamid  # nothing to follow it by
     ]
     if statuses is not None and followed:
-        statuses.publish(followed)
+        statuses.publish(followed, remaining_seconds=remaining_seconds)
     summary = summarize(delivery)
     if statuses is None:
         return summary

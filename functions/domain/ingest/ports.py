@@ -6,7 +6,7 @@ Each port names the one exception its implementations raise, so callers never ca
 exceptions (or `Exception`).
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from functions.domain.whatsapp.queued_record import QueuedRecord, QueuedStatus
@@ -22,12 +22,19 @@ class PublishFailed(Exception):
 
 
 class MessagePublisher(Protocol):
-    def publish(self, records: Sequence[QueuedRecord]) -> None:
-        """Durably queue every record, or raise `PublishFailed`."""
+    def publish(
+        self, records: Sequence[QueuedRecord], *, remaining_seconds: Callable[[], float]
+    ) -> None:
+        """Durably queue every record, each conversation's in the order given, or raise
+        `PublishFailed`. `remaining_seconds()` is the time left to do it: no call to the queue
+        starts that could outlast it."""
         ...
 
 
 class StatusPublisher(Protocol):
-    def publish(self, statuses: Sequence[QueuedStatus]) -> None:
-        """Durably queue every status record, or raise `PublishFailed`."""
+    def publish(
+        self, statuses: Sequence[QueuedStatus], *, remaining_seconds: Callable[[], float]
+    ) -> None:
+        """Durably queue every status record (in no particular order), or raise
+        `PublishFailed`; like `MessagePublisher.publish` within `remaining_seconds()`."""
         ...

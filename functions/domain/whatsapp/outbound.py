@@ -236,6 +236,33 @@ class Reaction:
 OutboundMessage = Text | Media | Template | Buttons | ListMenu | Reaction
 
 
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """Who a message goes to: a phone number (Meta's `to`) or, for a user Meta knows only by a
+    username, their business-scoped user id (BSUID, Meta's `recipient`).
+
+    Never both: when a body carries `to` and `recipient`, Meta sends to `to`.
+    """
+
+    address: str
+    by_user_id: bool = False
+
+    def __post_init__(self) -> None:
+        _non_empty(self.address, "recipient")
+
+    @classmethod
+    def phone(cls, wa_id: str) -> Recipient:
+        return cls(wa_id)
+
+    @classmethod
+    def user_id(cls, bsuid: str) -> Recipient:
+        return cls(bsuid, by_user_id=True)
+
+    def fields(self) -> dict[str, str]:
+        """The send body's addressing field."""
+        return {"recipient": self.address} if self.by_user_id else {"to": self.address}
+
+
 def _decorate(body: dict[str, Any], header: str | None, footer: str | None) -> None:
     if header:
         body["header"] = {"type": "text", "text": header}
@@ -243,13 +270,18 @@ def _decorate(body: dict[str, Any], header: str | None, footer: str | None) -> N
         body["footer"] = {"text": footer}
 
 
-def send_body(to: str, message: OutboundMessage, *, reply_to: str | None) -> dict[str, Any]:
-    """The JSON body of `POST /{phone_number_id}/messages` sending `message` to `to`.
+def send_body(
+    to: Recipient | str | None, message: OutboundMessage, *, reply_to: str | None
+) -> dict[str, Any]:
+    """The JSON body of `POST /{phone_number_id}/messages` sending `message` to `to` (a plain
+    string is a phone number; None or "" is refused: a reply needs a recipient).
 
     `reply_to` threads the reply (`context.message_id`); a reaction reacts to it instead, since
     a reaction cannot carry a context.
     """
-    _non_empty(to, "recipient")
+    if to is None:
+        raise InvalidOutbound("recipient must not be empty")
+    recipient = to if isinstance(to, Recipient) else Recipient.phone(to)
     if isinstance(message, Reaction) and message.message_id is None:
         if reply_to is None:
             raise InvalidOutbound("a reaction needs the message it reacts to")
@@ -257,7 +289,7 @@ def send_body(to: str, message: OutboundMessage, *, reply_to: str | None) -> dic
     body: dict[str, Any] = {
         "messaging_product": MESSAGING_PRODUCT,
         "recipient_type": "individual",
-        "to": to,
+        **recipient.fields(),
         "type": message.type,
         message.type: message.payload(),
     }

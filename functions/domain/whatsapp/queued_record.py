@@ -9,7 +9,8 @@ were queued):
       "wamid": "wamid.HBg…",                     # Meta's message id, also the deduplication id
       "receivedAt": "2026-11-25T08:14:25.123Z",  # when ingest accepted the webhook (UTC)
       "business": {"phoneNumberId": "1065…", "displayPhoneNumber": "1555…", "wabaId": "1022…"},
-      "contact": {"waId": "1650…", "name": "Sheena", "userId": null},   # or null
+      "contact": {"waId": "1650…", "name": "Sheena", "userId": "US.13491208655302741918",
+                  "username": null, "parentUserId": null},          # or null; waId may be ""
       "message": { …the `messages[]` object exactly as Meta sent it… }
     }
 
@@ -89,10 +90,12 @@ class QueuedRecord:
     def group_id(self) -> str:
         """One FIFO group per conversation: the business number and the sender.
 
-        The sender is hashed: group ids show up in SQS tooling, and a phone number is personal
-        data. A message with no sender at all gets a group of its own.
+        The sender is `conversation_key` (the BSUID when Meta gives one, else the phone), so a
+        user who adopts a username keeps their group when the phone disappears from the payload.
+        It is hashed: group ids show up in SQS tooling, and a phone number is personal data. A
+        message with no sender at all gets a group of its own.
         """
-        sender = self.received.sender_key or f"wamid:{self.wamid}"
+        sender = self.received.conversation_key or f"wamid:{self.wamid}"
         digest = hashlib.sha256(sender.encode("utf-8")).hexdigest()[:32]
         business = self.received.business.phone_number_id
         candidate = f"{business}:{digest}"
@@ -123,7 +126,13 @@ class QueuedRecord:
             },
             "contact": None
             if contact is None
-            else {"waId": contact.wa_id, "name": contact.name, "userId": contact.user_id},
+            else {
+                "waId": contact.wa_id,
+                "name": contact.name,
+                "userId": contact.user_id,
+                "username": contact.username,
+                "parentUserId": contact.parent_user_id,
+            },
             "message": dict(self.received.message.raw),
         }
         # ASCII-escaped, as Meta sends it: SQS refuses (or rewrites) some code points - lone
@@ -154,10 +163,10 @@ class QueuedRecord:
         contact = (
             Contact(
                 wa_id=str(contact_doc.get("waId") or ""),
-                name=contact_doc.get("name") if isinstance(contact_doc.get("name"), str) else None,
-                user_id=contact_doc.get("userId")
-                if isinstance(contact_doc.get("userId"), str)
-                else None,
+                name=_text(contact_doc, "name"),
+                user_id=_text(contact_doc, "userId"),
+                username=_text(contact_doc, "username"),
+                parent_user_id=_text(contact_doc, "parentUserId"),
             )
             if isinstance(contact_doc, Mapping)
             else None
@@ -285,6 +294,11 @@ def read_record(body: str) -> QueuedRecord | QueuedStatus:
     if kind == KIND_STATUS:
         return QueuedStatus.from_document(document)
     raise UnreadableRecord(f"unknown record kind {kind!r}")
+
+
+def _text(document: Mapping[str, Any], key: str) -> str | None:
+    value = document.get(key)
+    return value if isinstance(value, str) and value else None
 
 
 def _iso(moment: datetime) -> str:

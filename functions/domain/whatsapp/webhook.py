@@ -50,9 +50,14 @@ class BusinessNumber:
 
 @dataclass(frozen=True, slots=True)
 class Contact:
+    """The sender as `contacts[]` describes them. Since 2026 every user has a business-scoped
+    user id (BSUID, `user_id`); `wa_id` (the phone) is absent for some who adopted a username."""
+
     wa_id: str
     name: str | None = None
-    user_id: str | None = None  # business-scoped id of a user with a username (2026)
+    user_id: str | None = None
+    username: str | None = None
+    parent_user_id: str | None = None  # one BSUID across a managed business's portfolios
 
 
 # --- message contents, one type per `messages[].type` -------------------------------------------
@@ -128,8 +133,14 @@ class OrderContent:
 
 @dataclass(frozen=True, slots=True)
 class SystemContent:
+    """`user_changed_number` (new `wa_id`) or `user_changed_user_id` (new BSUID, with
+    `previous_user_id`): the user is the same person, the conversation goes on."""
+
     kind: str | None = None
     body: str | None = None
+    wa_id: str | None = None
+    user_id: str | None = None
+    previous_user_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +193,7 @@ class InboundMessage:
     referral: Mapping[str, Any] | None = None
     errors: tuple[MetaError, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict)
+    sender_user_id: str | None = None  # `from_user_id`: the sender's BSUID (2026)
 
     @property
     def sent_at(self) -> datetime | None:
@@ -201,11 +213,29 @@ class ReceivedMessage:
     contact: Contact | None
 
     @property
+    def sender_phone(self) -> str:
+        """The sender's phone number (`from`, else the contact's `wa_id`); "" when Meta withheld
+        it (a user with a username)."""
+        return self.message.sender or (self.contact.wa_id if self.contact else "") or ""
+
+    @property
+    def sender_user_id(self) -> str:
+        """The sender's business-scoped user id (`from_user_id`, else the contact's `user_id`);
+        "" in payloads from before 2026."""
+        return self.message.sender_user_id or (self.contact.user_id if self.contact else "") or ""
+
+    @property
     def sender_key(self) -> str:
-        """Who sent it: the phone (`from`), else the username's business-scoped id."""
-        user_id = self.contact.user_id if self.contact else None
-        from_user_id = _optional_str(self.message.raw.get("from_user_id"))
-        return self.message.sender or user_id or from_user_id or ""
+        """Who sent it, for logs (masked there): the phone, else the BSUID."""
+        return self.sender_phone or self.sender_user_id
+
+    @property
+    def conversation_key(self) -> str:
+        """Who the conversation is with, stable as far as Meta lets it be: the BSUID when Meta
+        gives one (it comes with the phone, too, for every user since 2026, so it does not change
+        when the user adopts a username and the phone disappears), else the phone.
+        docs/decisions.md explains the one switch left: phone-only, then BSUID."""
+        return self.sender_user_id or self.sender_phone
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,13 +244,18 @@ class StatusUpdate:
 
     wamid: str
     status: str
-    recipient_id: str  # a phone number: masked in logs, never queued
+    recipient_id: str  # a phone number, or "" for a message sent to a BSUID: masked in logs
     timestamp: str
     business: BusinessNumber
     errors: tuple[MetaError, ...] = ()
-    recipient_user_id: str = ""  # the BSUID, for a message sent to a username
+    recipient_user_id: str = ""  # the recipient's BSUID (2026)
     waba_id: str = ""
-    raw: Mapping[str, Any] = field(default_factory=dict)
+    raw: Mapping[str, Any] = field(default_factory=dict)  # as Meta sent it (never queued whole)
+
+    @property
+    def recipient_key(self) -> str:
+        """Who it went to, for logs (masked there): the phone, else the BSUID."""
+        return self.recipient_id or self.recipient_user_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,6 +369,7 @@ def parse_message(raw: Mapping[str, Any], path: str = "message") -> InboundMessa
         referral=raw["referral"] if isinstance(raw.get("referral"), Mapping) else None,
         errors=tuple(_parse_errors(raw.get("errors"))),
         raw=raw,
+        sender_user_id=_optional_str(raw.get("from_user_id")) or None,
     )
 
 
@@ -398,7 +434,11 @@ _CONTENT_PARSERS: dict[str, Callable[[Mapping[str, Any]], MessageContent]] = {
     ),
     "order": _parse_order,
     "system": lambda body: SystemContent(
-        kind=_optional_str(body.get("type")), body=_optional_str(body.get("body"))
+        kind=_optional_str(body.get("type")),
+        body=_optional_str(body.get("body")),
+        wa_id=_optional_str(body.get("wa_id")),
+        user_id=_optional_str(body.get("user_id")),
+        previous_user_id=_optional_str(body.get("previous_user_id")),
     ),
     "unsupported": lambda body: UnsupportedContent(kind=_optional_str(body.get("type"))),
 }
@@ -421,21 +461,23 @@ def _parse_contact(raw: Mapping[str, Any]) -> Contact:
     return Contact(
         wa_id=_optional_str(raw.get("wa_id")) or "",
         name=_optional_str(profile.get("name")),
-        user_id=_optional_str(raw.get("user_id")),
+        user_id=_optional_str(raw.get("user_id")) or None,
+        # Meta documents it in `profile`; some copies of its pages show it beside `user_id`.
+        username=_optional_str(profile.get("username")) or _optional_str(raw.get("username")),
+        parent_user_id=_optional_str(raw.get("parent_user_id")) or None,
     )
 
 
 def _contact_for(message: InboundMessage, contacts: Sequence[Contact]) -> Contact | None:
-    """The contact entry describing the sender; alone, the only contact is the sender's."""
+    """The contact entry describing the sender (by phone or by BSUID); alone, the only contact
+    is the sender's."""
     for contact in contacts:
-        if message.sender and contact.wa_id == message.sender:
+        if (message.sender and contact.wa_id == message.sender) or (
+            message.sender_user_id and contact.user_id == message.sender_user_id
+        ):
             return contact
     if len(contacts) == 1:
         return contacts[0]
-    from_user_id = _optional_str(message.raw.get("from_user_id"))
-    for contact in contacts:
-        if from_user_id and contact.user_id == from_user_id:
-            return contact
     return None
 
 

@@ -130,6 +130,49 @@ def test_answers_can_be_scripted_for_one_recipient(
     assert graph.pending_answers() == 0
 
 
+def test_a_bsuid_is_addressed_by_recipient_and_to_wins_when_both_are_set(
+    graph: FakeGraphApi, http: urllib3.PoolManager
+) -> None:
+    bsuid = "US.13491208655302741918"
+    by_bsuid = {key: value for key, value in SEND.items() if key != "to"} | {"recipient": bsuid}
+    graph.enqueue(meta_error(131062), kind="send", to=bsuid)
+
+    both = post(http, graph.url, SEND | {"recipient": bsuid})  # Meta sends to `to`
+    refused = post(http, graph.url, by_bsuid)
+    accepted = post(http, graph.url, by_bsuid)
+    nobody = post(http, graph.url, {key: v for key, v in by_bsuid.items() if key != "recipient"})
+
+    assert json.loads(both.data)["contacts"] == [{"input": SEND["to"], "wa_id": SEND["to"]}]
+    assert json.loads(refused.data)["error"]["code"] == 131062
+    assert json.loads(accepted.data)["contacts"] == [{"input": bsuid, "user_id": bsuid}]
+    assert (nobody.status, json.loads(nobody.data)["error"]["code"]) == (400, 100)
+
+
+def test_raw_and_dripped_answers_can_be_scripted_over_http(
+    graph: FakeGraphApi, http: urllib3.PoolManager
+) -> None:
+    script = {
+        "kind": "send",
+        "answers": [
+            {
+                "type": "raw",
+                "data": "HTTP/1.1 429 Slow\r\nRetry-After: \u0661\r\nContent-Length: 2\r\n"
+                "Connection: close\r\n\r\n{}",
+            },
+            {"type": "drip", "status": 200, "body": "{}", "seconds_per_byte": 0.01},
+        ],
+    }
+    assert post(http, graph.url, script, path="/__fake/script").status == 200
+
+    raw = post(http, graph.url, SEND)
+    dripped = post(http, graph.url, SEND)
+
+    assert (raw.status, raw.headers["Retry-After"].encode("latin-1")) == (429, "\u0661".encode())
+    assert (dripped.status, dripped.data) == (200, b"{}")
+    assert graph.wait_for_raw_answers(2)
+    assert all(progress.complete for progress in graph.raw_answers)
+
+
 def test_http_error_has_an_html_body(graph: FakeGraphApi, http: urllib3.PoolManager) -> None:
     graph.enqueue(http_error(503))
 

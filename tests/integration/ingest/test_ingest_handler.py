@@ -358,10 +358,11 @@ def test_logs_carry_the_request_id_and_wamid_but_no_phone_number_or_text(
 
     output = captured_logs.getvalue() + capsys.readouterr().out
     logs = [json.loads(line) for line in captured_logs.getvalue().splitlines()]
-    queued_lines = [line for line in logs if line["message"] == "message queued"]
-    assert queued_lines
-    assert queued_lines[0]["correlation_id"] == "req-abc-123"
-    assert queued_lines[0]["wamid"].startswith("wamid.")
+    [delivery_line] = [line for line in logs if line["message"] == "delivery queued"]
+    assert delivery_line["correlation_id"] == "req-abc-123"
+    assert delivery_line["queued"] == 1
+    assert [w[:6] for w in delivery_line["wamids"]] == ["wamid."]
+    assert delivery_line["message_types"] == {"text": 1}
     assert "447700900123" not in output
     assert "secret plan" not in output
     assert APP_SECRET not in output

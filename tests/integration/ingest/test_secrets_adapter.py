@@ -9,6 +9,8 @@ import pytest
 
 from functions.adapters.aws import client as aws_client
 from functions.adapters.secrets import (
+    FORCED_REFRESH_BURST,
+    MAX_AGE_SECONDS,
     MIN_SECONDS_BETWEEN_FORCED_REFRESHES,
     SecretsManagerCredentials,
 )
@@ -26,7 +28,7 @@ class Clock:
         return self.now
 
 
-def test_reads_are_cached_and_forced_refreshes_happen_at_most_once_a_minute(
+def test_reads_are_cached_refreshed_when_old_and_forced_refreshes_are_budgeted(
     aws: str, whatsapp_secret: str
 ) -> None:
     clock = Clock()
@@ -39,17 +41,22 @@ def test_reads_are_cached_and_forced_refreshes_happen_at_most_once_a_minute(
         SecretString=json.dumps({"appSecret": "v2", "verifyToken": "v", "accessToken": "t"}),
     )
     assert source.current().app_secret == APP_SECRET  # cached
+    clock.now += MAX_AGE_SECONDS
+    assert source.current().app_secret == "v2"  # re-read once old enough, mismatch or not
 
+    secrets.put_secret_value(
+        SecretId=whatsapp_secret,
+        SecretString=json.dumps({"appSecret": "v3", "verifyToken": "v", "accessToken": "t"}),
+    )
     refreshed = source.refreshed()
     assert refreshed is not None
-    assert refreshed.app_secret == "v2"
-    assert source.current().app_secret == "v2"
-    assert source.refreshed() is None  # a flood of bad signatures: no more calls...
-    clock.now += MIN_SECONDS_BETWEEN_FORCED_REFRESHES - 1
-    assert source.refreshed() is None
-
-    clock.now += 1  # ...until a minute has passed
-    assert source.refreshed() is not None
+    assert refreshed.app_secret == "v3"
+    assert source.current().app_secret == "v3"
+    for _ in range(FORCED_REFRESH_BURST - 1):  # a flood of bad signatures: a burst...
+        assert source.refreshed() is not None
+    assert source.refreshed() is None  # ...then nothing...
+    clock.now += MIN_SECONDS_BETWEEN_FORCED_REFRESHES
+    assert source.refreshed() is not None  # ...but one a second
 
 
 def test_a_missing_secret_is_unavailable(aws: str) -> None:

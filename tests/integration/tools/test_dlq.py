@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from functions.adapters.aws import client as aws_client
+from functions.adapters import aws
 from functions.adapters.dead_letters import SqsDeadLetters
 from functions.domain.consumer.ports import DeadLetter
 from infra.constants import OUTPUT_CONSUMER_LOG_GROUP, OUTPUT_DLQ_URL, OUTPUT_QUEUE_URL
+from local_pipeline.config import LOCAL_REGION
+from local_pipeline.emulator import aws_client, create_resources
+from local_pipeline.state import PipelineState, write_state
 from tests.conftest import TEST_REGION, FifoQueues, boto_client
 from tools import dlq
 
@@ -97,7 +102,7 @@ def test_inspect_says_why_the_consumer_dead_lettered_each_message(
     fifo_queues: FifoQueues,
 ) -> None:
     # Given a record the consumer dead-lettered itself, and one SQS's backstop moved
-    letters = SqsDeadLetters(aws_client("sqs"), fifo_queues.dlq_url)
+    letters = SqsDeadLetters(aws.sqs(), fifo_queues.dlq_url)
     letters.send(
         record_body("wamid.OWN"),
         "a",
@@ -332,3 +337,102 @@ def test_inspect_names_a_status_record_by_its_reply(fifo_queues: FifoQueues) -> 
         "status:failed",
         None,
     )
+
+
+# --- against `make run` (its state file, moto) --------------------------------------------------
+
+
+@pytest.fixture
+def local_pipeline_state(
+    moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> PipelineState:
+    """A running `make run` as the tools see it: its state file (naming this live process) and
+    the stack's queues in moto, as `make run` creates them."""
+    resources = create_resources(
+        moto_endpoint,
+        app_secret="local-app-secret",
+        verify_token="local-verify-token",
+        access_token="local-access-token",
+        name_suffix="-" + uuid.uuid4().hex[:8],
+    )
+    state = PipelineState(
+        pid=os.getpid(),
+        webhook_url="http://127.0.0.1:3000/webhook",
+        aws_endpoint=moto_endpoint,
+        region=LOCAL_REGION,
+        secret_id=resources.secret_id,
+        queue_url=resources.queue_url,
+        dlq_url=resources.dlq_url,
+        consumer_log=str(tmp_path / "consumer.log"),
+    )
+    write_state(tmp_path, state)
+    monkeypatch.setenv("LOCAL_STATE_DIR", str(tmp_path))
+    return state
+
+
+def test_inspect_reads_the_dlq_of_a_running_make_run_masked(
+    local_pipeline_state: PipelineState,
+) -> None:
+    # Given a dead-lettered record in the local pipeline's DLQ, and the consumer's log file
+    state = local_pipeline_state
+    aws_client("sqs", state.aws_endpoint).send_message(
+        QueueUrl=state.dlq_url,
+        MessageBody=record_body("wamid.LOCAL"),
+        MessageGroupId="g",
+        MessageDeduplicationId=uuid.uuid4().hex,
+    )
+    Path(state.consumer_log).write_text(
+        "not json\n"
+        + json.dumps({"wamid": "wamid.LOCAL", "result": "retry", "error_code": "131000"})
+        + "\n"
+        + json.dumps({"wamid": "wamid.OTHER", "result": "replied"})
+        + "\n",
+        encoding="utf-8",
+    )
+    out = io.StringIO()
+
+    # When the operator runs `make inspect-dlq ARGS=--why`, naming nothing
+    code = dlq.main(["inspect", "--why"], out=out)
+
+    # Then the local DLQ is listed, masked, with what the local consumer logged for it
+    text = out.getvalue()
+    assert code == 0
+    assert text.startswith(f"Local pipeline (`make run`, moto at {state.aws_endpoint}).\n")
+    assert "wamid=wamid.LOCAL" in text
+    assert "from=*******1234" in text
+    assert SENDER not in text
+    assert SECRET_TEXT not in text
+    assert '{"wamid": "wamid.LOCAL", "result": "retry", "error_code": "131000"}' in text
+    assert "wamid.OTHER" not in text
+
+
+def test_redrive_and_status_against_make_run_say_why_not_in_one_line(
+    local_pipeline_state: PipelineState, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for command in ("redrive", "status"):
+        assert dlq.main([command]) == 2
+        [line] = capsys.readouterr().err.splitlines()
+        assert line.startswith(f"make {command}: moto")
+        assert "does not implement StartMessageMoveTask" in line
+        assert "send the webhooks again" in line
+
+
+def test_deployed_or_named_queues_ignore_a_running_make_run(
+    local_pipeline_state: PipelineState, fifo_queues: FifoQueues
+) -> None:
+    dead_letter(fifo_queues, record_body("wamid.DEPLOYED"))
+    out = io.StringIO()
+    assert dlq.main(["inspect", "--dlq-url", fifo_queues.dlq_url], out=out) == 0
+    assert "wamid=wamid.DEPLOYED" in out.getvalue()
+    assert "Local pipeline" not in out.getvalue()
+    args = dlq._parser().parse_args(["inspect", "--deployed"])
+    assert dlq.local_pipeline(args) is None
+
+
+def test_local_without_a_running_make_run_is_a_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LOCAL_STATE_DIR", str(tmp_path))
+    assert dlq.main(["inspect", "--local"]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert "no `make run` is running" in line

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from infra.constants import (
     OUTPUT_INGEST_LOG_GROUP,
     OUTPUT_TABLE_NAME,
 )
+from local_pipeline.state import PipelineState, write_state
 from tests.conftest import TEST_REGION, boto_client
 from tools import trace
 
@@ -90,16 +92,16 @@ def log_files(tmp_path: Path) -> trace.LogFiles:
         json.dumps(
             {
                 "level": "INFO",
-                "message": "message queued",
+                "message": "delivery queued",
                 "timestamp": "2026-11-25 09:00:00,120+0000",
-                "wamid": WAMID,
-                "message_type": "text",
-                "sender": "*******1234",
-                "phone_number_id": PNID,
+                "queued": 2,
+                "wamids": ["wamid.OTHER", WAMID],
+                "message_types": {"text": 2},
+                "phone_number_ids": [PNID],
             }
         )
         + "\n"
-        + json.dumps({"message": "message queued", "wamid": "wamid.OTHER"})
+        + json.dumps({"message": "delivery queued", "queued": 1, "wamids": ["wamid.OTHER"]})
         + "\n",
         encoding="utf-8",
     )
@@ -113,6 +115,8 @@ def log_files(tmp_path: Path) -> trace.LogFiles:
                 "result": "replied",
                 "decision": "rule:greeting",
                 "read_receipt": "sent",
+                "message_type": "text",
+                "sender": "*******1234",
                 "reply_type": "text",
                 "reply_wamid": "wamid.OUT1=",
             }
@@ -153,8 +157,11 @@ def test_the_story_of_a_message_whose_reply_failed_late_is_told_masked(
 
     lines = text.splitlines()
     assert lines[0] == f"Message {WAMID}"
-    assert "ingest    received and queued: text from *******1234 to number" in lines[1]
-    assert "replied (rule:greeting); read receipt sent; reply text wamid.OUT1=" in lines[2]
+    assert "ingest    received and queued (one delivery of 2 message(s))" in lines[1]
+    assert (
+        "replied (rule:greeting); text from *******1234; read receipt sent; reply text wamid.OUT1="
+        in lines[2]
+    )
     assert "status failed of reply wamid.OUT1=: sent -> failed, error 131047" in lines[3]
     assert "ledger: done; outcome replied; own failed attempts 0" in text
     assert "dead-letter queue: not dead-lettered" in text
@@ -215,9 +222,8 @@ def test_deployed_logs_come_from_both_functions_log_groups_in_one_insights_query
             [
                 {"field": "@timestamp", "value": "2026-11-25 09:00:00.120"},
                 {"field": "@log", "value": "123456789012:/aws/lambda/relay-ingest"},
-                {"field": "message", "value": "message queued"},
-                {"field": "wamid", "value": WAMID},
-                {"field": "sender", "value": "*******1234"},
+                {"field": "message", "value": "delivery queued"},
+                {"field": "queued", "value": "1"},
                 {"field": "@ptr", "value": "x"},
             ]
         ]
@@ -232,9 +238,10 @@ def test_deployed_logs_come_from_both_functions_log_groups_in_one_insights_query
 
     [request] = logs.started
     assert request["logGroupNames"] == ["/aws/lambda/relay-ingest", "/aws/lambda/relay-consumer"]
-    assert f'| filter wamid = "{WAMID}"' in request["queryString"]
+    assert f'| filter wamid = "{WAMID}" or (message = "delivery queued"' in request["queryString"]
+    assert f'@message like "{WAMID}"' in request["queryString"]
     assert line.function == "ingest"
-    assert line.fields == {"message": "message queued", "wamid": WAMID, "sender": "*******1234"}
+    assert line.fields == {"message": "delivery queued", "queued": "1"}
 
 
 def test_the_cli_finds_the_table_from_the_stack_outputs(
@@ -264,8 +271,36 @@ def test_the_cli_finds_the_table_from_the_stack_outputs(
     assert "error:" in capsys.readouterr().err
 
 
-def test_a_local_trace_without_a_pipeline_is_a_plain_error(
+def test_a_local_trace_finds_make_run_by_its_state_file(
+    aws: str,
+    table: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert trace.main([WAMID, "--local", "http://127.0.0.1:9"]) == 1
-    assert "no `make run` at http://127.0.0.1:9/__local/info" in capsys.readouterr().err
+    a_late_131047_followed_by_the_template(DynamoDbLedger(dynamodb(), table))
+    files = log_files(tmp_path)
+    monkeypatch.setenv("LOCAL_STATE_DIR", str(tmp_path))
+    assert trace.main([WAMID, "--local"]) == 1
+    assert "no `make run` is running" in capsys.readouterr().err
+    write_state(
+        tmp_path,
+        PipelineState(
+            pid=os.getpid(),
+            webhook_url="http://127.0.0.1:3000/webhook",
+            aws_endpoint=aws,
+            region=TEST_REGION,
+            secret_id="s",
+            queue_url="q",
+            dlq_url="d",
+            consumer_log=str(files.consumer_log),
+            table_name=table,
+            ingest_log=str(files.ingest_log),
+        ),
+    )
+    out = io.StringIO()
+
+    assert trace.main([WAMID, "--local"], out=out) == 0
+
+    assert "received and queued (one delivery of 2 message(s))" in out.getvalue()
+    assert "followed up: fallback wamid.OUT2=" in out.getvalue()

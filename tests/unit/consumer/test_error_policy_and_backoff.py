@@ -35,10 +35,16 @@ REFERENCE = {
     ERROR_CLASS_TRANSIENT: [1, 2, 131000, 131016, 133004, 131057],
     ERROR_CLASS_AUTH_CONFIG: [0, 190, 10, 3, 200, 250, 299, 131005, 33],
     ERROR_CLASS_QUALITY_POLICY: [131048, 368, 131031, 130497],
-    ERROR_CLASS_RECIPIENT: [131026, 131047, 131049, 131050, 130472, 131021],
+    ERROR_CLASS_RECIPIENT: [
+        131026, 131047, 131049, 131050, 130472, 131021,
+        # Added in 2026: BSUID recipient not supported for this template, identity key
+        # mismatch, group messaging (131020, 131041, 131059 and the 1312xx family).
+        131062, 137000, 131020, 131041, 131059, 131200, 131215, 131299,
+    ],
     ERROR_CLASS_BAD_REQUEST: [
         100, 131008, 131009, 131051, 131052, 131053, 132000, 132001, 132005, 132007, 132012,
         132015, 132016, 132068, 132069, 133010, 135000,
+        131063,  # 2026: marketing templates disabled on the Cloud API (permanent, configuration)
     ],
 }  # fmt: skip
 EXPECTED_ACTION = {

@@ -9,7 +9,15 @@ from typing import Any
 import pytest
 
 from functions.domain.consumer.reply_rules import ReplyRulesError, load_rules, parse_rules
-from functions.domain.whatsapp.outbound import Buttons, ListMenu, Media, Reaction, Template, Text
+from functions.domain.whatsapp.outbound import (
+    Buttons,
+    ListMenu,
+    Media,
+    Reaction,
+    Recipient,
+    Template,
+    Text,
+)
 from functions.domain.whatsapp.queued_record import QueuedRecord
 from functions.domain.whatsapp.webhook import ReceivedMessage
 from tests.unit.consumer.builders import (
@@ -34,7 +42,7 @@ def test_first_matching_rule_wins_keywords_are_case_insensitive_whole_words() ->
 
     assert chosen.reason == "rule:greeting"
     assert chosen.reply == Text("Hello Sheena!")
-    assert chosen.recipient == "16505551234"
+    assert chosen.recipient == Recipient.phone("16505551234")
     assert rules().decide(received(inbound(text="this is it"))).reason == "default"
 
 

@@ -209,3 +209,19 @@ def test_without_a_status_queue_statuses_are_only_counted() -> None:
     summary = accept(body, sign(body, "app-secret"), FakeCredentials(CREDS), FakePublisher())
     assert summary.statuses_queued == 0
     assert summary.statuses == {"delivered": 1}
+
+
+def test_the_callers_deadline_reaches_the_publisher() -> None:
+    body = b.encode(b.webhook(b.change(messages=[b.message()])))
+    publisher = FakePublisher()
+
+    accept_delivery(
+        body,
+        sign(body, "app-secret"),
+        credentials=FakeCredentials(CREDS),
+        publisher=publisher,
+        now=lambda: NOW,
+        remaining_seconds=lambda: 4.25,
+    )
+
+    assert publisher.deadlines == [4.25]
