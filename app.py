@@ -4,7 +4,8 @@
 Synthesizes offline: no account or region lookups, no credentials. Deployment-specific settings
 are CDK context (`make deploy CDK_ARGS="-c alarmEmail=ops@example.com"`, or `context` in
 cdk.json); the keys are those of infra/context.py, listed in docs/deploy.md. A wrong key or value,
-or reply rules the consumer would refuse, stop the app with one line on stderr and exit status 1.
+reply rules the consumer would refuse, or a reply handler that is not there, stop the app with
+one line on stderr and exit status 1.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from aws_cdk import aws_lambda as lambda_
 from infra.constants import DEFAULT_REPLY_RULES_FILE, STACK_NAME
 from infra.context import ContextError, settings_from_context
 from infra.nag import run_aws_solutions_checks
+from infra.reply_handler_check import ReplyHandlerSpecError, locate_handler
 from infra.reply_rules_check import ReplyRulesFileError
 from infra.stack import RelayProps, WhatsAppRelayStack
 
@@ -32,17 +34,21 @@ def relay_props(
     context: Mapping[str, object],
     code_for: Callable[[Sequence[str]], lambda_.Code] = bundle,
 ) -> RelayProps:
-    """RelayProps from the app's context, with a code asset that carries the reply rules file."""
+    """RelayProps from the app's context, with a code asset that carries the reply rules file
+    and the reply handler's package."""
     settings = settings_from_context(context)
-    rules_file = str(settings.get("reply_rules_file", DEFAULT_REPLY_RULES_FILE))
-    return RelayProps(code=code_for([rules_file]), **settings)  # type: ignore[arg-type]
+    extra_files = [str(settings.get("reply_rules_file", DEFAULT_REPLY_RULES_FILE))]
+    handler = settings.get("reply_handler")
+    if isinstance(handler, str):
+        extra_files += locate_handler(handler).files
+    return RelayProps(code=code_for(extra_files), **settings)  # type: ignore[arg-type]
 
 
 def main() -> None:
     app = App()
     try:
         props = relay_props(app.node.get_all_context())
-    except (ContextError, ReplyRulesFileError) as error:
+    except (ContextError, ReplyRulesFileError, ReplyHandlerSpecError) as error:
         sys.stderr.write(f"error: {error}\n")
         raise SystemExit(1) from None
     WhatsAppRelayStack(

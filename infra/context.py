@@ -14,6 +14,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from functions.common.names import (
+    EVENT_DETAIL_FULL,
+    EVENT_DETAIL_MINIMAL,
+    MAX_BURST_WINDOW_SECONDS,
+)
 from infra.constants import (
     ALARM_EMAIL_NONE,
     DATA_REMOVAL_DESTROY,
@@ -22,6 +27,7 @@ from infra.constants import (
     INBOUND_RETENTION_DAYS,
 )
 from infra.function_factory import LOG_LEVELS
+from infra.reply_handler_check import ReplyHandlerSpecError, locate_handler
 from infra.reply_rules_check import ReplyRulesFileError, repository_relative
 from infra.stack import LOG_RETENTIONS
 
@@ -44,6 +50,10 @@ _REGIONAL_WEB_ACL_ARN = re.compile(
     r"arn:aws[a-z-]*:wafv2:[a-z0-9-]+:\d{12}:regional/webacl/[A-Za-z0-9_-]+/[A-Za-z0-9-]+"
 )
 _WHOLE_NUMBER = re.compile(r"\d+")
+# An EventBridge bus by name (partner buses have a slash) or by ARN (another account's bus).
+_EVENT_BUS = re.compile(
+    r"[/.\-_A-Za-z0-9]{1,256}|arn:aws[a-z-]*:events:[a-z0-9-]+:\d{12}:event-bus/[/.\-_A-Za-z0-9]{1,256}"
+)
 
 
 class ContextError(ValueError):
@@ -137,6 +147,20 @@ def _rules_file(raw: object) -> str:
         raise _Invalid(str(error)) from None
 
 
+def _event_detail(raw: object) -> str:
+    text = _text(raw).lower()
+    if text not in (EVENT_DETAIL_MINIMAL, EVENT_DETAIL_FULL):
+        raise _Invalid
+    return text
+
+
+def _reply_handler(raw: object) -> str:
+    try:
+        return locate_handler(_text(raw)).spec
+    except ReplyHandlerSpecError as error:
+        raise _Invalid(str(error)) from None
+
+
 CONTEXT_KEYS: Final = (
     ContextKey(
         "alarmEmail",
@@ -207,6 +231,31 @@ CONTEXT_KEYS: Final = (
         "reply_rules_file",
         "a reply rules JSON file inside this repository, as a path relative to it",
         _rules_file,
+    ),
+    ContextKey(
+        "replyHandler",
+        "reply_handler",
+        "module.path:function, a Python function inside this repository (docs/reply-handler.md)",
+        _reply_handler,
+    ),
+    ContextKey(
+        "burstWindowSeconds",
+        "burst_window_seconds",
+        f"{_between(0, MAX_BURST_WINDOW_SECONDS)} (seconds; 0 answers every message on its own)",
+        _whole_number(0, MAX_BURST_WINDOW_SECONDS),
+    ),
+    ContextKey(
+        "eventBusName",
+        "event_bus_name",
+        "the name or ARN of an existing EventBridge event bus (docs/events.md)",
+        _matching(_EVENT_BUS),
+    ),
+    ContextKey(
+        "eventDetail",
+        "event_detail",
+        f"{EVENT_DETAIL_MINIMAL} (ids, types and times only) or {EVENT_DETAIL_FULL} (also phone "
+        "numbers and message content)",
+        _event_detail,
     ),
 )
 _BY_NAME: Final = {key.name: key for key in CONTEXT_KEYS}

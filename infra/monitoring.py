@@ -31,8 +31,11 @@ from functions.common.names import (
     INGEST_SERVICE,
     METRIC_DELIVERY_FAILED,
     METRIC_END_TO_END_LATENCY,
+    METRIC_EVENTS_NOT_PUBLISHED,
+    METRIC_EVENTS_PUBLISHED,
     METRIC_GRAPH_API_ERROR,
     METRIC_GRAPH_API_ERROR_CLASS,
+    METRIC_HANDLER_LATENCY,
     METRIC_INVALID_SIGNATURE,
     METRIC_LATE_FAILURE_CLASS,
     METRIC_LATE_FAILURES,
@@ -90,6 +93,7 @@ class Monitoring(Construct):
         oldest_message_alarm_seconds: int,
         bad_signature_alarm_count: int,
         alarm_email: str | None = None,
+        events_published: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         self._namespace = metrics_namespace
@@ -109,6 +113,15 @@ class Monitoring(Construct):
         action = cw_actions.SnsAction(self.topic)
         r = resources
         self.alarms = self._alarms(r, oldest_message_alarm_seconds, bad_signature_alarm_count)
+        if events_published:
+            alarm = self._alarm(
+                "EventsNotPublished",
+                self.custom(METRIC_EVENTS_NOT_PUBLISHED, CONSUMER_SERVICE, period=_WINDOW),
+                threshold=1,
+                what="The event bus refused events (even once more): subscribers missed facts. "
+                "Replies are unaffected.",
+            )
+            self.alarms[alarm.node.id] = alarm
         for alarm in self.alarms.values():
             alarm.add_alarm_action(action)
             alarm.add_ok_action(action)
@@ -574,6 +587,34 @@ class Monitoring(Construct):
                     ),
                     r.table.metric_consumed_read_capacity_units(
                         period=_MINUTE, statistic=cw.Stats.SUM, label="read"
+                    ),
+                ],
+                width=12,
+            ),
+        )
+        handler_latency = {
+            stat: cw.Metric(
+                namespace=self._namespace,
+                metric_name=METRIC_HANDLER_LATENCY,
+                dimensions_map={DIM_SERVICE: CONSUMER_SERVICE},
+                statistic=cw.Stats.p(stat),
+                period=_MINUTE,
+                label=f"p{stat}",
+            )
+            for stat in (50, 99)
+        }
+        dashboard.add_widgets(
+            cw.GraphWidget(
+                title="Reply handler time (ms; empty with the rules file)",
+                left=list(handler_latency.values()),
+                width=12,
+            ),
+            cw.GraphWidget(
+                title="Events to the bus / min (empty without eventBusName)",
+                left=[
+                    self.custom(METRIC_EVENTS_PUBLISHED, CONSUMER_SERVICE, label="published"),
+                    self.custom(
+                        METRIC_EVENTS_NOT_PUBLISHED, CONSUMER_SERVICE, label="not published"
                     ),
                 ],
                 width=12,

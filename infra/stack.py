@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aws_cdk import Annotations, Aws, CfnOutput, RemovalPolicy, Stack
+from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
@@ -17,16 +18,22 @@ from functions.common.names import (
     DEFAULT_GRAPH_API_VERSION,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_METRICS_NAMESPACE,
+    ENV_BURST_WINDOW_SECONDS,
     ENV_DEAD_LETTER_QUEUE_URL,
+    ENV_EVENT_BUS_NAME,
+    ENV_EVENT_DETAIL,
     ENV_GRAPH_API_URL,
     ENV_GRAPH_API_VERSION,
     ENV_IDEMPOTENCY_TABLE,
     ENV_MAX_ATTEMPTS,
     ENV_QUEUE_URL,
+    ENV_REPLY_HANDLER,
     ENV_REPLY_RULES_PATH,
     ENV_SECRET_ID,
     ENV_STATUS_QUEUE_URL,
+    EVENT_DETAIL_MINIMAL,
     INGEST_SERVICE,
+    MAX_BURST_WINDOW_SECONDS,
 )
 from infra.constants import (
     CONSUMER_BATCH_SIZE,
@@ -66,6 +73,7 @@ from infra.function_factory import LOG_LEVELS, FunctionDefaults, python_function
 from infra.monitoring import MonitoredResources, Monitoring
 from infra.nag import acknowledge
 from infra.queueing import InboundQueues, StatusQueues
+from infra.reply_handler_check import locate_handler
 from infra.reply_rules_check import check_reply_rules, deployed_path
 from infra.state import CredentialsSecret, IdempotencyTable
 from infra.webhook_api import WebhookApi
@@ -110,6 +118,14 @@ class RelayProps:
     retain_data: bool = True
     # Repository-relative; must also be in `code` (bundled_code(extra_files=...) puts it there).
     reply_rules_file: str = DEFAULT_REPLY_RULES_FILE
+    # `module.path:function` in this repository; its package must also be in `code` (app.py:
+    # reply_handler_files). None: the reply rules answer.
+    reply_handler: str | None = None
+    # An existing EventBridge bus (name or ARN) for the relay's events; None: no events.
+    event_bus_name: str | None = None
+    event_detail: str = EVENT_DETAIL_MINIMAL
+    # > 0: a conversation's first message waits this long for the rest of its burst.
+    burst_window_seconds: int = 0
 
     def __post_init__(self) -> None:
         if not 1 <= self.consumer_batch_size <= MAX_SQS_FIFO_BATCH_SIZE:
@@ -134,6 +150,10 @@ class RelayProps:
             raise ValueError(f"alarm_email must be an e-mail address, not {self.alarm_email!r}")
         log_retention(self.log_retention_days)  # raises on a retention CloudWatch refuses
         check_reply_rules(self.reply_rules_file)  # raises on rules the consumer would refuse
+        if self.reply_handler is not None:
+            locate_handler(self.reply_handler)  # raises on a handler that is not there
+        if not 0 <= self.burst_window_seconds <= MAX_BURST_WINDOW_SECONDS:
+            raise ValueError(f"burst_window_seconds must be 0..{MAX_BURST_WINDOW_SECONDS}")
 
 
 class WhatsAppRelayStack(Stack):
@@ -203,6 +223,20 @@ class WhatsAppRelayStack(Stack):
                 ENV_GRAPH_API_URL: props.graph_api_url,
                 ENV_GRAPH_API_VERSION: props.graph_api_version,
                 ENV_REPLY_RULES_PATH: deployed_path(props.reply_rules_file),
+                **({ENV_REPLY_HANDLER: props.reply_handler} if props.reply_handler else {}),
+                **(
+                    {ENV_BURST_WINDOW_SECONDS: str(props.burst_window_seconds)}
+                    if props.burst_window_seconds
+                    else {}
+                ),
+                **(
+                    {
+                        ENV_EVENT_BUS_NAME: props.event_bus_name,
+                        ENV_EVENT_DETAIL: props.event_detail,
+                    }
+                    if props.event_bus_name
+                    else {}
+                ),
             },
             defaults=defaults,
         )
@@ -218,6 +252,14 @@ class WhatsAppRelayStack(Stack):
         table.grant(consumer.function, *TABLE_IAM_ACTIONS)
         # The consumer's own dead letters (attempts exhausted, unreadable records).
         queues.dead_letter_queue.grant(consumer.function, "sqs:SendMessage")
+        if props.event_bus_name:
+            # events:PutEvents on that one bus: the relay's events, nothing else.
+            bus = (
+                events.EventBus.from_event_bus_arn(self, "EventBus", props.event_bus_name)
+                if props.event_bus_name.startswith("arn:")
+                else events.EventBus.from_event_bus_name(self, "EventBus", props.event_bus_name)
+            )
+            bus.grant_put_events_to(consumer.function)
         # The event source mapping grants Receive/Delete/ChangeMessageVisibility/GetQueueAttributes/
         # GetQueueUrl on the queue (grantConsumeMessages); the consumer itself raises visibility
         # timeouts for backoff, which that grant covers.
@@ -274,6 +316,7 @@ class WhatsAppRelayStack(Stack):
             oldest_message_alarm_seconds=props.oldest_message_alarm_seconds,
             bad_signature_alarm_count=props.bad_signature_alarm_count,
             alarm_email=props.alarm_email,
+            events_published=props.event_bus_name is not None,
         )
 
         self.queues = queues

@@ -59,6 +59,9 @@ class Console:
         self._color = color
         self._lock = threading.Lock()
         self._received_at: dict[str, float] = {}
+        # Records a burst window holds (the first of a burst, or one behind it): back in a
+        # moment by design, not a failed attempt.
+        self._gathering: set[str] = set()
 
     # --- plain output ----------------------------------------------------------------------
 
@@ -173,6 +176,10 @@ class Console:
         wamid = fields.get("wamid")
         tag = f"msg {short_id(str(wamid))} " if wamid else ""
         result = fields.get("result")
+        if result == "waiting" or (result == "held_back" and not fields.get("error_code")):
+            self._gathering.add(str(wamid))
+            if result == "held_back":
+                return  # the first of its burst's line says it
         if level == "INFO" and result is not None:
             if result == "replied" and self.graph_visible:
                 return
@@ -233,6 +240,9 @@ class Console:
             attempt = record.get("receive_count")
             if record.get("succeeded"):
                 continue  # deleted from the queue; the outcome line says how it ended
+            if record.get("wamid") in self._gathering:
+                self._gathering.discard(record.get("wamid"))
+                continue  # a burst gathering: its outcome line said so
             if max_receives and attempt and attempt >= max_receives:
                 self.event(
                     "failed",

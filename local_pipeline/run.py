@@ -36,12 +36,15 @@ from functions.common.names import (
     CONSUMER_SERVICE,
     DEFAULT_METRICS_NAMESPACE,
     ENV_DEAD_LETTER_QUEUE_URL,
+    ENV_EVENT_BUS_NAME,
     ENV_GRAPH_API_URL,
     ENV_GRAPH_API_VERSION,
     ENV_IDEMPOTENCY_TABLE,
     ENV_LOG_LEVEL,
     ENV_METRICS_NAMESPACE,
     ENV_QUEUE_URL,
+    ENV_REPLY_HANDLER,
+    ENV_REPLY_RULES_PATH,
     ENV_SECRET_ID,
     ENV_SERVICE_NAME,
     ENV_STATUS_QUEUE_URL,
@@ -126,6 +129,12 @@ class LocalPipeline:
             access_token=config.access_token,
         )
         environment = handler_environment(config, resources)
+        bus_name = os.environ.get(ENV_EVENT_BUS_NAME, "").strip()
+        if bus_name:
+            from local_pipeline.event_bus import LocalEventBus
+
+            bus = LocalEventBus(resources.endpoint, bus_name)
+            self._spawn(lambda: bus.watch(self.console, self._stopping), "event-watcher")
         for name in AWS_ENV_TO_DROP:
             os.environ.pop(name, None)
         os.environ.update({**environment, ENV_SERVICE_NAME: INGEST_SERVICE})
@@ -379,6 +388,10 @@ def print_banner(pipeline: LocalPipeline) -> None:
             "(FAKE_GRAPH_STATUSES); trace a message: make trace WAMID=<wamid> ARGS=--local"
         )
     console.line(f"  handler logs   {' and '.join(info['logs'])} (LOG_LEVEL={config.log_level})")
+    console.line(f"  {_replies_line()}")
+    bus = os.environ.get(ENV_EVENT_BUS_NAME, "").strip()
+    if bus:
+        console.line(f"  events         bus {bus} in moto; each one shown as an `event` line")
     console.line("")
     console.line("Handshake (as Meta does when you save the callback URL):")
     console.line(
@@ -410,6 +423,16 @@ def pipeline_state(pipeline: LocalPipeline) -> PipelineState:
         status_queue_url=resources.status_queue_url,
         status_dlq_url=resources.status_dlq_url,
     )
+
+
+def _replies_line() -> str:
+    """Who answers: the reply handler of REPLY_HANDLER, or the rules file; both are re-read
+    when their file changes."""
+    handler = os.environ.get(ENV_REPLY_HANDLER, "").strip()
+    if handler:
+        return f"reply handler  {handler} (REPLY_HANDLER; re-imported when its file changes)"
+    rules = os.environ.get(ENV_REPLY_RULES_PATH) or "functions/consumer/reply_rules.json"
+    return f"reply rules    {rules} (re-read when it changes; REPLY_HANDLER=module:function)"
 
 
 def route_warnings_to(stream: IO[str]) -> None:

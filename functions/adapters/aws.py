@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
 
@@ -63,6 +64,10 @@ def dynamodb(limits: CallLimits = CONSUMER_LIMITS) -> DynamoDBClient:
 
 def secretsmanager(limits: CallLimits = CONSUMER_LIMITS) -> SecretsManagerClient:
     return cast("SecretsManagerClient", client("secretsmanager", limits))
+
+
+def events(limits: CallLimits = CONSUMER_LIMITS) -> EventBridgeClient:
+    return cast("EventBridgeClient", client("events", limits))
 
 
 def client(service: str, limits: CallLimits = CONSUMER_LIMITS) -> Any:

@@ -3,24 +3,32 @@ named by `IDEMPOTENCY_TABLE` (partition key `id`, TTL attribute `expiration`).
 
 `msg#<wamid>` holds the message's state, the lease of the attempt working on it, its own failed
 attempts, and a claim (`claim_<slot>`) and a record (`sent_<slot>`) per reply slot. `reply#<reply
-wamid>` remembers what was sent, to whom and in answer to what, so its statuses can be followed:
-one timestamp per status (`status_<name>`, the first one Meta gave), a failure's code, and the
-follow-up of a late failure (`followup_*`: who took it, sends claimed and refused, the follow-up's
-wamid).
+wamid>` remembers what was sent, to whom, in answer to what (and in which conversation), so its
+statuses can be followed: one timestamp per status (`status_<name>`, the first one Meta gave), a
+failure's code, and the follow-up of a late failure (`followup_*`: who took it, sends claimed and
+refused, the follow-up's wamid).
 
 An answered message costs two writes: `begin` (a conditional UpdateItem that also claims the
 first slot) and `record_sent` (one TransactWriteItems that records the send and puts the reply).
-A status costs one: `record_status` (a conditional UpdateItem returning the reply as it was).
+With a reply handler the first slot is claimed by a write of its own (`claim`): three. A status
+costs one: `record_status` (a conditional UpdateItem returning the reply as it was).
 Why not Powertools Idempotency: docs/decisions.md.
+
+A burst (messages of one conversation answered together) is held by its first message, the
+head: its item remembers the other messages (`members`) with its first claim, and the write that
+finishes it — or dead-letters it — marks each member in the same transaction ("done, answered
+as part of burst <head>"), so no member is ever answered twice or left half done. Each member
+was taken by its own `begin` (`burst_head`), which also finds the duplicates among them.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from functions.domain.consumer.ports import (
+    IN_BURST,
     BeginResult,
     Begun,
     FailedAttempt,
@@ -36,7 +44,7 @@ from functions.domain.consumer.ports import (
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, TransactWriteItemTypeDef
 
 KEY_ATTRIBUTE: Final = "id"
 EXPIRY_ATTRIBUTE: Final = "expiration"
@@ -75,6 +83,7 @@ class DynamoDbLedger:
         lease_until: float,
         claim_slot: int | None,
         enqueued_at: float | None,
+        burst_head: str | None = None,
     ) -> Begun:
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -97,6 +106,9 @@ class DynamoDbLedger:
             condition += " OR (#status = :dead AND dead_lettered_at < :enqueued)"
             values[":dead"] = {"S": _STATUS_VALUES[MessageStatus.DEAD_LETTERED]}
             values[":enqueued"] = _number(enqueued_at)
+        if burst_head is not None:
+            update += ", burst_head = :head"
+            values[":head"] = {"S": burst_head}
         try:
             answer = self._client.update_item(
                 TableName=self._table,
@@ -118,8 +130,14 @@ class DynamoDbLedger:
             raise StoreUnavailable(f"ledger: {type(error).__name__}") from None
         return Begun(BeginResult.STARTED, _history(answer.get("Attributes") or {}))
 
-    def claim(self, wamid: str, slot: int, *, now: float) -> None:
-        self._update(wamid, f"SET claim_{slot} = :now", {":now": _number(now)})
+    def claim(self, wamid: str, slot: int, *, now: float, members: Sequence[str] = ()) -> None:
+        update = f"SET claim_{slot} = :now"
+        values: dict[str, AttributeValueTypeDef] = {":now": _number(now)}
+        if members:
+            # The burst is fixed by its first claim: a later attempt answers the same messages.
+            update += ", members = if_not_exists(members, :members)"
+            values[":members"] = {"L": [{"S": member} for member in members]}
+        self._update(wamid, update, values)
 
     def record_sent(
         self, reply: SentReply, *, claim_next: int | None, finished: Finished | None
@@ -146,18 +164,12 @@ class DynamoDbLedger:
         }
         if finished is not None:
             message_update["ExpressionAttributeNames"] = {"#status": "status"}
-        if not reply.reply_wamid:
-            # Nothing to follow statuses by: record the send alone.
-            self._call(lambda: self._client.update_item(**message_update))
-            return
-        self._call(
-            lambda: self._client.transact_write_items(
-                TransactItems=[
-                    {"Update": message_update},
-                    {"Put": {"TableName": self._table, "Item": _reply_item(reply)}},
-                ]
-            )
-        )
+        items: list[TransactWriteItemTypeDef] = [{"Update": message_update}]
+        if reply.reply_wamid:  # without one there is nothing to follow statuses by
+            items.append({"Put": {"TableName": self._table, "Item": _reply_item(reply)}})
+        if finished is not None:
+            items += self._members_done(reply.inbound_wamid, finished.members)
+        self._write(items)
 
     def finish(self, wamid: str, finished: Finished, *, release_slot: int | None) -> None:
         update = "SET #status = :done, outcome = :outcome, lease_until = :zero"
@@ -171,7 +183,12 @@ class DynamoDbLedger:
             values[":code"] = {"S": finished.error_code}
         if release_slot is not None:
             update += f" REMOVE claim_{release_slot}"
-        self._update(wamid, update, values, names={"#status": "status"})
+        self._write(
+            [
+                {"Update": self._request(wamid, update, values, names={"#status": "status"})},
+                *self._members_done(wamid, finished.members),
+            ]
+        )
 
     def record_failure(self, wamid: str, failure: FailedAttempt) -> None:
         status = MessageStatus.DEAD_LETTERED if failure.dead_lettered else MessageStatus.ACTIVE
@@ -191,7 +208,39 @@ class DynamoDbLedger:
             update += ", dead_lettered_at = :at"
         if failure.release_slot is not None:
             update += f" REMOVE claim_{failure.release_slot}"
-        self._update(wamid, update, values, names={"#status": "status"})
+        members: list[TransactWriteItemTypeDef] = [
+            # Held back behind it: free for the next attempt, like the head.
+            {"Update": self._request(member, "SET lease_until = :zero", {":zero": _number(0)})}
+            for member in failure.members
+        ]
+        if failure.dead_lettered:
+            # The burst went to the DLQ together: its members are dead letters too (a redrive
+            # of them, enqueued later, starts afresh like any other).
+            members = [
+                {
+                    "Update": self._request(
+                        member,
+                        "SET #status = :dead, dead_lettered_at = :at, error_code = :code, "
+                        "error_class = :class, burst_head = :head, lease_until = :zero",
+                        {
+                            ":dead": {"S": _STATUS_VALUES[MessageStatus.DEAD_LETTERED]},
+                            ":at": _number(failure.at),
+                            ":code": {"S": failure.error_code},
+                            ":class": {"S": failure.error_class},
+                            ":head": {"S": wamid},
+                            ":zero": _number(0),
+                        },
+                        names={"#status": "status"},
+                    )
+                }
+                for member in failure.members
+            ]
+        self._write(
+            [
+                {"Update": self._request(wamid, update, values, names={"#status": "status"})},
+                *members,
+            ]
+        )
 
     # --- the statuses of replies ----------------------------------------------------------------
 
@@ -323,6 +372,17 @@ class DynamoDbLedger:
         *,
         names: dict[str, str] | None = None,
     ) -> None:
+        request = self._request(wamid, update, values, names=names)
+        self._call(lambda: self._client.update_item(**request))
+
+    def _request(
+        self,
+        wamid: str,
+        update: str,
+        values: dict[str, AttributeValueTypeDef],
+        *,
+        names: dict[str, str] | None = None,
+    ) -> Any:
         request: Any = {
             "TableName": self._table,
             "Key": _key(MESSAGE_PREFIX + wamid),
@@ -331,7 +391,36 @@ class DynamoDbLedger:
         }
         if names:
             request["ExpressionAttributeNames"] = names
-        self._call(lambda: self._client.update_item(**request))
+        return request
+
+    def _members_done(self, head: str, members: Sequence[str]) -> list[TransactWriteItemTypeDef]:
+        """The burst's other messages: done, answered as part of `head`'s burst."""
+        return [
+            {
+                "Update": self._request(
+                    member,
+                    "SET #status = :done, outcome = :outcome, burst_head = :head, "
+                    "lease_until = :zero",
+                    {
+                        ":done": {"S": _STATUS_VALUES[MessageStatus.DONE]},
+                        ":outcome": {"S": IN_BURST},
+                        ":head": {"S": head},
+                        ":zero": _number(0),
+                    },
+                    names={"#status": "status"},
+                )
+            }
+            for member in members
+        ]
+
+    def _write(self, items: list[TransactWriteItemTypeDef]) -> None:
+        """One item: an UpdateItem; more (a reply to remember, a burst's members): one
+        transaction, all or nothing."""
+        if len(items) == 1 and "Update" in items[0]:
+            request = items[0]["Update"]
+            self._call(lambda: self._client.update_item(**request))
+            return
+        self._call(lambda: self._client.transact_write_items(TransactItems=items))
 
     @staticmethod
     def _call(operation: Callable[[], object]) -> None:
@@ -376,6 +465,9 @@ def reply_record(item: Mapping[str, Any]) -> ReplyRecord | None:
             decision=_text(item, "decision") or "",
             sent_at=_num(item, "sent_at") or 0.0,
             inbound_at=_num(item, "inbound_at"),
+            in_reply_to=_text(item, "in_reply_to"),
+            burst=tuple(str(entry.get("S", "")) for entry in item.get("burst", {}).get("L", [])),
+            conversation_id=_text(item, "conversation_id") or "",
             original=original,
             generation=int(_num(item, "generation") or 0),
         ),
@@ -427,6 +519,7 @@ def _history(item: Mapping[str, Any]) -> MessageHistory:
         elif prefix == "claim":
             claimed.add(int(index))
     dead_at = item.get("dead_lettered_at", {}).get("N")
+    members = item.get("members", {}).get("L")
     return MessageHistory(
         status=_STATUSES_BY_VALUE.get(
             str(item.get("status", {}).get("S", "")), MessageStatus.ACTIVE
@@ -436,6 +529,8 @@ def _history(item: Mapping[str, Any]) -> MessageHistory:
         claimed=frozenset(claimed - set(sent)),
         outcome=item.get("outcome", {}).get("S"),
         dead_lettered_at=float(dead_at) if dead_at is not None else None,
+        members=None if members is None else tuple(str(m.get("S", "")) for m in members),
+        burst_head=item.get("burst_head", {}).get("S"),
     )
 
 
@@ -466,6 +561,12 @@ def _reply_item(reply: SentReply) -> dict[str, AttributeValueTypeDef]:
     if reply.original is not None:
         item["original"] = {"S": reply.original}
         item["generation"] = _number(reply.generation)
+    if reply.in_reply_to:
+        item["in_reply_to"] = {"S": reply.in_reply_to}
+    if reply.burst:
+        item["burst"] = {"L": [{"S": wamid} for wamid in reply.burst]}
+    if reply.conversation_id:
+        item["conversation_id"] = {"S": reply.conversation_id}
     return item
 
 

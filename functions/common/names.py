@@ -18,6 +18,19 @@ ENV_METRICS_NAMESPACE: Final = "POWERTOOLS_METRICS_NAMESPACE"
 ENV_LOG_LEVEL: Final = "LOG_LEVEL"
 # Optional: a reply rules file other than the one shipped in functions/consumer/.
 ENV_REPLY_RULES_PATH: Final = "REPLY_RULES_PATH"
+# Optional: `module.path:function`, the user's reply handler (docs/reply-handler.md).
+ENV_REPLY_HANDLER: Final = "REPLY_HANDLER"
+# Optional: the EventBridge bus (name or ARN) the consumer publishes its events to
+# (docs/events.md), and how much they say: `minimal` (default) or `full` (phone numbers and
+# message content too).
+ENV_EVENT_BUS_NAME: Final = "EVENT_BUS_NAME"
+ENV_EVENT_DETAIL: Final = "EVENT_DETAIL"
+# Optional: > 0, a conversation's first message waits up to this many seconds for the rest of
+# its burst, answered once (default 0: every message on its own).
+ENV_BURST_WINDOW_SECONDS: Final = "BURST_WINDOW_SECONDS"
+MAX_BURST_WINDOW_SECONDS: Final = 120
+EVENT_DETAIL_MINIMAL: Final = "minimal"
+EVENT_DETAIL_FULL: Final = "full"
 # The consumer's own dead letters go here (the inbound queue's FIFO DLQ).
 ENV_DEAD_LETTER_QUEUE_URL: Final = "DEAD_LETTER_QUEUE_URL"
 # Optional: the standard queue for statuses of our own messages (ingest writes, the consumer
@@ -87,6 +100,12 @@ METRIC_LATE_FAILURE_CLASS: Final = "LateFailureClass"  # [service, ErrorClass] t
 METRIC_LATE_FALLBACKS: Final = "LateFallbacksSent"  # [service] template after a late 131047
 METRIC_REPLIES_RESENT: Final = "RepliesResent"  # [service] after a late transient failure
 METRIC_STATUSES_UNMATCHED: Final = "StatusesUnmatched"  # [service] no reply of ours: dropped
+METRIC_HANDLER_LATENCY: Final = "HandlerLatency"  # [service] ms, the reply handler's own time
+METRIC_EVENTS_PUBLISHED: Final = "EventsPublished"  # [service] accepted by the event bus
+# [service] messages answered together with an earlier one of their conversation (a burst).
+METRIC_ANSWERED_IN_BURST: Final = "AnsweredInBurst"
+# [service] (alarmed) and [service, ErrorCode]: events the bus did not take, even on a retry.
+METRIC_EVENTS_NOT_PUBLISHED: Final = "EventsNotPublished"
 
 # Error classes of the consumer's policy table; `auth_config` and `quality_policy` page someone.
 ERROR_CLASS_RATE_LIMIT: Final = "rate_limit"

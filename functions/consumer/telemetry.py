@@ -16,11 +16,15 @@ from functions.common.masking import mask_phone
 from functions.common.names import (
     DIM_ERROR_CLASS,
     DIM_ERROR_CODE,
+    METRIC_ANSWERED_IN_BURST,
     METRIC_DEAD_LETTERED,
     METRIC_DUPLICATE_SKIPPED,
     METRIC_END_TO_END_LATENCY,
+    METRIC_EVENTS_NOT_PUBLISHED,
+    METRIC_EVENTS_PUBLISHED,
     METRIC_GRAPH_API_ERROR,
     METRIC_GRAPH_API_ERROR_CLASS,
+    METRIC_HANDLER_LATENCY,
     METRIC_LATE_FAILURE_CLASS,
     METRIC_LATE_FAILURES,
     METRIC_LATE_FALLBACKS,
@@ -39,6 +43,7 @@ from functions.common.names import (
 )
 from functions.common.observability import count_by_dimension, logger, metrics
 from functions.domain.consumer.consume import BatchResult, RecordOutcome, Result
+from functions.domain.consumer.error_policy import CODE_HANDLER_ERROR, CODE_HANDLER_TIMEOUT
 from functions.domain.consumer.statuses import (
     FALLBACK,
     FollowUpResult,
@@ -51,7 +56,7 @@ CODE_CONFIGURATION = "configuration"
 
 _COUNTED_RESULTS = {
     Result.DUPLICATE: METRIC_DUPLICATE_SKIPPED,
-    Result.UNCERTAIN: METRIC_REPLY_UNCERTAIN,
+    Result.IN_BURST: METRIC_ANSWERED_IN_BURST,
 }
 
 # result -> (log level, message). Records that failed a call but are done log at WARNING.
@@ -66,6 +71,8 @@ _LOG_LINES = {
     ),
     Result.RETRY: ("warning", "record will be retried"),
     Result.HELD_BACK: ("info", "record held back behind its conversation"),
+    Result.WAITING: ("info", "first of a burst: waiting for the rest of it"),
+    Result.IN_BURST: ("info", "answered as part of its burst"),
 }
 
 
@@ -75,30 +82,20 @@ def report_batch(result: BatchResult) -> None:
     permanent: Counter[str] = Counter()
     retries: Counter[str] = Counter()
     dead_lettered: Counter[str] = Counter()
-    late_failures: Counter[str] = Counter()
-    late_failure_classes: Counter[str] = Counter()
-    totals: Counter[str] = Counter()
+    unpublished: Counter[str] = Counter()
+    totals = _report_statuses(result, graph_errors, graph_error_classes)
     for outcome in result.outcomes:
-        if outcome.status is not None:
-            followed = outcome.status
-            graph_errors.update(failure.code for failure in followed.follow_up_failures)
-            graph_error_classes.update(f.error_class for f in followed.follow_up_failures)
-            if followed.first_failure and followed.error_code and followed.error_class:
-                late_failures[followed.error_code] += 1
-                late_failure_classes[followed.error_class] += 1
-            totals.update(_status_counts(followed))
-            if followed.delivery_latency_ms is not None:
-                metrics.add_metric(
-                    name=METRIC_REPLY_DELIVERY_LATENCY,
-                    unit=MetricUnit.Milliseconds,
-                    value=followed.delivery_latency_ms,
-                )
+        totals[METRIC_EVENTS_PUBLISHED] += outcome.events_published
+        totals[METRIC_EVENTS_NOT_PUBLISHED] += len(outcome.events_unpublished)
+        unpublished.update(failure.error_code for failure in outcome.events_unpublished)
         graph_errors.update(failure.code for failure in outcome.failures)
         graph_error_classes.update(failure.error_class for failure in outcome.failures)
         totals[METRIC_READ_RECEIPT_SENT] += outcome.read_receipt_sent
         totals[METRIC_REPLY_SENT] += outcome.replies_sent
         totals[METRIC_TEMPLATE_FALLBACK] += outcome.template_fallback
         totals[METRIC_POISON_RECORD] += outcome.unreadable
+        # Per reply left unsent because an earlier run may have sent it (of a list, some may be).
+        totals[METRIC_REPLY_UNCERTAIN] += outcome.uncertain_slots
         if outcome.dead_letter is not None:
             dead_lettered[outcome.dead_letter.error_code] += 1
         if outcome.result in _COUNTED_RESULTS:
@@ -113,7 +110,23 @@ def report_batch(result: BatchResult) -> None:
                 unit=MetricUnit.Milliseconds,
                 value=outcome.latency_ms,
             )
+        if outcome.handler_latency_ms is not None:
+            metrics.add_metric(
+                name=METRIC_HANDLER_LATENCY,
+                unit=MetricUnit.Milliseconds,
+                value=outcome.handler_latency_ms,
+            )
         _log(outcome)
+        if outcome.events_unpublished:
+            logger.warning(
+                "events not published to the bus; the reply is unaffected",
+                extra={
+                    "sqs_message_id": outcome.record.message_id,
+                    "wamid": outcome.wamid,
+                    "event_ids": [f.event.event_id for f in outcome.events_unpublished],
+                    "error_codes": sorted({f.error_code for f in outcome.events_unpublished}),
+                },
+            )
     for name, count in totals.items():
         if count:
             metrics.add_metric(name=name, unit=MetricUnit.Count, value=count)
@@ -122,13 +135,41 @@ def report_batch(result: BatchResult) -> None:
     count_by_dimension(METRIC_PERMANENT_FAILURE, DIM_ERROR_CODE, permanent)
     count_by_dimension(METRIC_RETRY_SCHEDULED, DIM_ERROR_CODE, retries)
     count_by_dimension(METRIC_DEAD_LETTERED, DIM_ERROR_CODE, dead_lettered)
-    count_by_dimension(METRIC_LATE_FAILURES, DIM_ERROR_CODE, late_failures)
-    count_by_dimension(METRIC_LATE_FAILURE_CLASS, DIM_ERROR_CLASS, late_failure_classes)
+    count_by_dimension(METRIC_EVENTS_NOT_PUBLISHED, DIM_ERROR_CODE, unpublished)
     if result.visibility_not_changed:
         logger.warning(
             "visibility timeout not raised; the records return after the queue's default",
             extra={"sqs_message_ids": list(result.visibility_not_changed)},
         )
+
+
+def _report_statuses(
+    result: BatchResult, graph_errors: Counter[str], graph_error_classes: Counter[str]
+) -> Counter[str]:
+    """The statuses' own metrics (late failures, the delivery latency); their counts returned,
+    their follow-ups' Graph API errors added to the batch's."""
+    late_failures: Counter[str] = Counter()
+    late_failure_classes: Counter[str] = Counter()
+    totals: Counter[str] = Counter()
+    for outcome in result.outcomes:
+        followed = outcome.status
+        if followed is None:
+            continue
+        graph_errors.update(failure.code for failure in followed.follow_up_failures)
+        graph_error_classes.update(f.error_class for f in followed.follow_up_failures)
+        if followed.first_failure and followed.error_code and followed.error_class:
+            late_failures[followed.error_code] += 1
+            late_failure_classes[followed.error_class] += 1
+        totals.update(_status_counts(followed))
+        if followed.delivery_latency_ms is not None:
+            metrics.add_metric(
+                name=METRIC_REPLY_DELIVERY_LATENCY,
+                unit=MetricUnit.Milliseconds,
+                value=followed.delivery_latency_ms,
+            )
+    count_by_dimension(METRIC_LATE_FAILURES, DIM_ERROR_CODE, late_failures)
+    count_by_dimension(METRIC_LATE_FAILURE_CLASS, DIM_ERROR_CLASS, late_failure_classes)
+    return totals
 
 
 def _status_counts(followed: StatusOutcome) -> Counter[str]:
@@ -145,6 +186,16 @@ def _status_counts(followed: StatusOutcome) -> Counter[str]:
     return counts
 
 
+# The user's reply handler failed: said as such, so its owner finds it among the retries.
+_HANDLER_LOG_LINES = {
+    CODE_HANDLER_ERROR: ("error", "the reply handler raised; the message will be retried"),
+    CODE_HANDLER_TIMEOUT: (
+        "warning",
+        "the reply handler did not return in time; the message will be retried",
+    ),
+}
+
+
 def _log(outcome: RecordOutcome) -> None:
     if outcome.status is not None:
         _log_status(outcome, outcome.status)
@@ -155,11 +206,11 @@ def _log(outcome: RecordOutcome) -> None:
         if outcome.failures
         else ("info", "record done"),
     )
+    if outcome.result is Result.RETRY:
+        level, message = _HANDLER_LOG_LINES.get(outcome.retry_code or "", (level, message))
     extra = _fields(outcome)
-    if outcome.result is Result.INTERNAL_ERROR:
-        logger.error(message, extra=extra, exc_info=outcome.error)
-    else:
-        getattr(logger, level)(message, extra=extra)
+    # A bug, or what the reply handler raised: with its traceback.
+    getattr(logger, level)(message, extra=extra, exc_info=outcome.error)
 
 
 def _fields(outcome: RecordOutcome) -> dict[str, object]:
@@ -174,6 +225,9 @@ def _fields(outcome: RecordOutcome) -> dict[str, object]:
         "reply_type": outcome.reply_type,
         "template_fallback": outcome.template_fallback or None,
         "latency_ms": None if outcome.latency_ms is None else round(outcome.latency_ms, 1),
+        "handler_latency_ms": None
+        if outcome.handler_latency_ms is None
+        else round(outcome.handler_latency_ms, 1),
         "error_code": outcome.retry_code or outcome.permanent_code,
         "error_class": outcome.retry_class,
         "visibility_timeout_seconds": outcome.delay_seconds,
@@ -181,6 +235,8 @@ def _fields(outcome: RecordOutcome) -> dict[str, object]:
         "attempts": outcome.attempts,
         "dead_letter_reason": outcome.dead_letter.reason if outcome.dead_letter else None,
         "uncertain_slots": outcome.uncertain_slots or None,
+        "burst_of": outcome.burst_of,
+        "burst_size": outcome.burst_size if outcome.burst_size > 1 else None,
         "store_write_failed": outcome.store_write_failed or None,
         "graph_errors": [
             {
@@ -275,4 +331,6 @@ def report_unusable_configuration(error: Exception) -> None:
     logger.error(
         "consumer misconfigured; the batch is retried until this is fixed",
         extra={"reason": str(error), "error_code": CODE_CONFIGURATION},
+        # A reply handler that does not import: its own traceback says where.
+        exc_info=error if error.__cause__ is not None else None,
     )

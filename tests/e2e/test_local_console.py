@@ -202,6 +202,27 @@ def test_a_message_is_tagged_by_its_wamids_tail_which_the_user_can_match() -> No
     assert short_id(None) == "-"
 
 
+def test_a_burst_gathering_is_no_failed_attempt() -> None:
+    out, stream = console()
+    out.worker_event(outcome("waiting", reason="waiting 5 s for the rest of its burst"))
+    behind = outcome("held_back")
+    behind["fields"]["wamid"] = "wamid.two"  # type: ignore[index]
+    out.worker_event(behind)
+    out.worker_event(
+        {
+            "event": "batch",
+            "records": [
+                {"wamid": "wamid.one", "succeeded": False, "receive_count": 1},
+                {"wamid": "wamid.two", "succeeded": False, "receive_count": 1},
+            ],
+        }
+    )
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1
+    assert f"msg {short_id('wamid.one')} waiting" in lines[0]
+    assert "failed attempt" not in stream.getvalue()
+
+
 # --- statuses of replies ------------------------------------------------------------------------
 
 

@@ -42,6 +42,10 @@ CUSTOM_PROPS: dict[str, Any] = {
     "web_acl_arn": "arn:aws:wafv2:eu-west-1:123456789012:regional/webacl/relay/abc",
     "retain_data": False,
     "reply_rules_file": "tests/infra/reply_rules/custom.json",
+    "reply_handler": "examples.order_status:handle",
+    "event_bus_name": "crm-events",
+    "event_detail": "full",
+    "burst_window_seconds": 8,
 }
 
 

@@ -1,10 +1,11 @@
 """The consumer's use case: a batch of queued records in, one outcome per record out.
 
 Per record (docs/contract.md, "Consumer"): take the message in the ledger (a duplicate, a
-message another execution holds, or a stale copy of a dead-lettered one stops here); mark it read
-(with "typing…" when a reply is coming); send the replies the rules choose, from the receiving
-number, the first threaded on the wamid; turn every Graph API failure into the action the error
-policy names. A failed read receipt is recorded, never stops the reply.
+message another execution holds, or a stale copy of a dead-lettered one stops here); plan the
+answer (`plan.py`: the reply rules, or the user's reply handler once the ledger gave us the
+message); mark it read (with "typing…" when a reply is coming); send the planned replies from the
+receiving number, the first threaded on the wamid; turn every Graph API failure into the action
+the error policy names. A failed read receipt is recorded, never stops the reply.
 
 Per batch: FIFO semantics per conversation (`MessageGroupId`). Within a group records run in
 order, and once one fails it and every later record of the group are reported as failures
@@ -17,28 +18,32 @@ message's own attempts run out (or a record cannot be read at all) the consumer 
 dead-letter queue itself, with the reason as message attributes, and reports it done. SQS's
 `maxReceiveCount` stays as the backstop for runs that die (docs/decisions.md).
 
-Status records (what Meta says became of our replies) are followed by `statuses.py`; this
-module only hands them over (`_follow_status`).
-
 "Never twice": the slot of a reply is claimed in the ledger right before its send and recorded
 as sent right after it, in the same write that remembers the reply for its statuses. A run that
 dies between the two leaves the claim behind; the next attempt does not send that slot again
 (an "uncertain" reply, counted and alarmed) — a missing reply is visible, a doubled one reaches
-the customer.
+the customer. Slots are positions in the plan: a reply handler that answers differently on a
+second run still gets each position sent at most once.
+
+Status records (what Meta says became of our replies) are followed by `statuses.py`; this
+module only hands them over (`_follow_status`) and publishes the "reply status changed" event
+for each status first recorded.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import Enum
 
 from functions.common.names import DEFAULT_MAX_ATTEMPTS
 from functions.domain.consumer.backoff import delay_seconds
 from functions.domain.consumer.error_policy import (
+    CODE_BURST_INCOMPLETE,
     CODE_IN_PROGRESS,
     CODE_POISON,
     CODE_STORE_UNAVAILABLE,
@@ -46,6 +51,14 @@ from functions.domain.consumer.error_policy import (
     Action,
     ErrorClassPolicy,
     classify,
+)
+from functions.domain.consumer.plan import (
+    DECISION_HANDLER,
+    InvalidReplies,
+    Plan,
+    handler_plan,
+    is_template,
+    rules_plan,
 )
 from functions.domain.consumer.ports import (
     BeginResult,
@@ -59,21 +72,20 @@ from functions.domain.consumer.ports import (
     Ledger,
     MessageHistory,
     MessageStatus,
+    RelayEvent,
+    ReplyHandler,
     SentReply,
     StoreUnavailable,
+    Unpublished,
     VisibilityChange,
     VisibilityControl,
 )
-from functions.domain.consumer.reply_rules import ReplyDecision, ReplyRules
+from functions.domain.consumer.relay_events import RelayEvents
+from functions.domain.consumer.reply_handler import HandlerFailed
+from functions.domain.consumer.reply_rules import ReplyRules
 from functions.domain.consumer.statuses import StatusOutcome, follow_status
-from functions.domain.whatsapp.outbound import (
-    InvalidOutbound,
-    OutboundMessage,
-    Reaction,
-    Template,
-    mark_read_body,
-    send_body,
-)
+from functions.domain.whatsapp.outbound import InvalidOutbound, OutboundMessage, mark_read_body
+from functions.domain.whatsapp.outbound_dicts import reply_body
 from functions.domain.whatsapp.queued_record import (
     QueuedRecord,
     QueuedStatus,
@@ -89,8 +101,7 @@ CODE_HELD_BACK = "held_back"  # not started: an earlier record of its conversati
 # at once, so the failed record's own backoff alone decides when the conversation resumes (FIFO
 # delivers nothing of a group while its failed head is invisible).
 HELD_BACK_VISIBILITY_SECONDS = 0
-# Meta's customer-service window: free-form replies only within 24 h of the user's message.
-SERVICE_WINDOW = timedelta(hours=24)
+WINDOW_CLOSED_WITHIN_SECONDS = 0.5
 REASON_ATTEMPTS_EXHAUSTED = "attempts_exhausted"
 REASON_UNREADABLE = "unreadable"
 
@@ -106,6 +117,8 @@ class Result(Enum):
     RETRY = "retry"  # reported in batchItemFailures with a backoff
     HELD_BACK = "held_back"  # an earlier record of its conversation failed (or no time left)
     INTERNAL_ERROR = "internal_error"  # a bug: reported as failure, logged with traceback
+    WAITING = "waiting"  # the first of a burst, held (invisible) while the rest gathers behind
+    IN_BURST = "in_burst"  # done: answered as part of the burst of `burst_of`
     STATUS = "status"  # a status of one of our replies, followed (`RecordOutcome.status`)
 
     @property
@@ -113,7 +126,7 @@ class Result(Enum):
         return self in _FAILED_RESULTS
 
 
-_FAILED_RESULTS = frozenset({Result.RETRY, Result.HELD_BACK, Result.INTERNAL_ERROR})
+_FAILED_RESULTS = frozenset({Result.RETRY, Result.HELD_BACK, Result.INTERNAL_ERROR, Result.WAITING})
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +168,7 @@ class RecordOutcome:
     reply_wamid: str | None = None
     template_fallback: bool = False
     latency_ms: float | None = None
+    handler_latency_ms: float | None = None  # how long the reply handler took, when it returned
     attempts: int | None = None  # the message's own failed attempts so far
     retry_code: str | None = None
     retry_class: str | None = None
@@ -162,10 +176,17 @@ class RecordOutcome:
     permanent_code: str | None = None
     dead_letter: DeadLetter | None = None
     unreadable: bool = False
+    burst_of: str | None = None  # a burst's other message: the wamid of the burst's first
+    burst_size: int = 0  # a burst's first message: how many messages it answered together
     uncertain_slots: int = 0
     store_write_failed: bool = False
+    # Facts for other systems (relay_events.py), published once the record is settled.
+    events: list[RelayEvent] = field(default_factory=list)
+    events_published: int = 0
+    events_unpublished: list[Unpublished] = field(default_factory=list)
     reason: str = ""
-    error: BaseException | None = None
+    error: BaseException | None = None  # a bug, or what the reply handler raised: logged with
+    # its traceback
     status: StatusOutcome | None = None  # a status record: what following it did
 
     @property
@@ -208,6 +229,16 @@ class Consumer:
     min_seconds_to_start: float = 0.0
     # A message's own failed attempts before the consumer dead-letters it.
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    # The user's function (REPLY_HANDLER); None: the reply rules answer.
+    reply_handler: ReplyHandler | None = None
+    # Of the invocation's remaining time, what the handler may not use: the read receipt, the
+    # sends and the ledger writes that follow it.
+    handler_reserve_seconds: float = 5.0
+    # Events for other systems (EVENT_BUS_NAME); None: none are built or published.
+    events: RelayEvents | None = None
+    # > 0: a conversation's first message waits up to this long for the rest of its burst,
+    # which is then answered once (BURST_WINDOW_SECONDS).
+    burst_window_seconds: float = 0.0
 
 
 # --- the batch --------------------------------------------------------------------------------
@@ -242,55 +273,93 @@ def consume_batch(records: Sequence[InboxRecord], consumer: Consumer) -> BatchRe
 
 
 def _consume_group(records: Sequence[InboxRecord], consumer: Consumer) -> list[RecordOutcome]:
+    """A conversation's records in order, one unit at a time: a message, or a burst of them."""
     outcomes: list[RecordOutcome] = []
-    blocker: tuple[str, str] | None = None  # (code, reason)
+    blocker: tuple[str | None, str] | None = None  # (code, reason)
     slowest_seconds = 0.0
-    for index, record in enumerate(records):
+    pending = list(records)
+    while pending:
         # The first record of a conversation always runs (an invocation starts with its whole
         # timeout); a later one only when twice the slowest so far still fits, so a slow Graph
         # API cannot push a send past the function's timeout.
         budget = max(consumer.min_seconds_to_start, 2 * slowest_seconds)
-        if blocker is None and index > 0 and consumer.remaining_seconds() < budget:
+        if blocker is None and outcomes and consumer.remaining_seconds() < budget:
             blocker = (CODE_TIME_BUDGET, "too little time left in this invocation")
         if blocker is not None:
-            outcomes.append(
-                RecordOutcome(
-                    record=record,
-                    result=Result.HELD_BACK,
-                    retry_code=blocker[0],
-                    reason=blocker[1],
-                    delay_seconds=HELD_BACK_VISIBILITY_SECONDS,
-                )
-            )
-            continue
+            outcomes += [_held_back(record, *blocker) for record in pending]
+            break
         started = consumer.clock()
-        outcome = _guarded(record, consumer)
+        unit = _guarded(pending, consumer)
         slowest_seconds = max(slowest_seconds, (consumer.clock() - started).total_seconds())
-        outcomes.append(outcome)
+        outcomes += unit
+        pending = pending[len(unit) :]
         # An unreadable record is nobody's message: it never holds back the records behind
         # it, its own conversation's included (docs/contract.md).
-        if outcome.failed and not outcome.unreadable:
-            blocker = (CODE_HELD_BACK, f"behind {record.message_id} of the same conversation")
+        failed = next((o for o in unit if o.failed and not o.unreadable), None)
+        if failed is not None:
+            reason = f"behind {failed.record.message_id} of the same conversation"
+            # Behind a burst's first message the rest is gathering, not failing.
+            code = None if failed.result is Result.WAITING else CODE_HELD_BACK
+            blocker = (code, reason)
     return outcomes
 
 
-def _guarded(record: InboxRecord, consumer: Consumer) -> RecordOutcome:
-    """`consume_record`, with a bug in it turned into a failed record (logged with traceback by
+def _held_back(record: InboxRecord, code: str | None, reason: str) -> RecordOutcome:
+    return RecordOutcome(
+        record=record,
+        result=Result.HELD_BACK,
+        retry_code=code,
+        reason=reason,
+        delay_seconds=HELD_BACK_VISIBILITY_SECONDS,
+    )
+
+
+def _guarded(pending: Sequence[InboxRecord], consumer: Consumer) -> list[RecordOutcome]:
+    """`_consume_unit`, with a bug in it turned into a failed record (logged with traceback by
     telemetry) instead of a failed batch. A bug is not one of the message's own attempts (the
     ledger may not even have been written), so its backoff follows the receive count and SQS's
     `maxReceiveCount` bounds it."""
     try:
-        return consume_record(record, consumer)
+        unit = _consume_unit(pending, consumer)
     except Exception as error:  # noqa: BLE001 - reported, with traceback, by telemetry
-        outcome = RecordOutcome(record=record, result=Result.INTERNAL_ERROR, error=error)
+        outcome = RecordOutcome(record=pending[0], result=Result.INTERNAL_ERROR, error=error)
         _schedule(outcome, CODE_INTERNAL_ERROR, classify(CODE_INTERNAL_ERROR), None, consumer)
-        return outcome
+        unit = [outcome]
+    _publish_events(unit, consumer)
+    return unit
 
 
-# --- one record -------------------------------------------------------------------------------
+def _tell(
+    outcome: RecordOutcome, consumer: Consumer, build: Callable[[RelayEvents], RelayEvent]
+) -> None:
+    """Note a fact for other systems, when events are on; published once the record is
+    settled (`_publish_events`), after the ledger has recorded it."""
+    if consumer.events is not None:
+        outcome.events.append(build(consumer.events))
 
 
-def consume_record(record: InboxRecord, consumer: Consumer) -> RecordOutcome:
+def _publish_events(unit: Sequence[RecordOutcome], consumer: Consumer) -> None:
+    """One PutEvents per unit (a message or a burst) at most. A refusal is counted and logged
+    (EventsNotPublished, alarmed), never retried by SQS: the reply it describes is done and
+    must not be redone."""
+    events = [event for outcome in unit for event in outcome.events]
+    if consumer.events is None or not events:
+        return
+    refused = {id(failure.event): failure for failure in consumer.events.publish(events)}
+    for outcome in unit:
+        outcome.events_unpublished = [
+            refused[id(event)] for event in outcome.events if id(event) in refused
+        ]
+        outcome.events_published = len(outcome.events) - len(outcome.events_unpublished)
+
+
+# --- one unit: a message, or a burst of them -------------------------------------------------
+
+
+def _consume_unit(pending: Sequence[InboxRecord], consumer: Consumer) -> list[RecordOutcome]:
+    """The first of `pending`, with the rest of its burst when a burst window is on: the
+    outcomes of the records it took, a prefix of `pending`."""
+    record = pending[0]
     outcome = RecordOutcome(record=record)
     try:
         queued = read_record(record.body)
@@ -298,45 +367,33 @@ def consume_record(record: InboxRecord, consumer: Consumer) -> RecordOutcome:
         outcome.unreadable = True
         outcome.reason = str(error)
         _dead_letter_unreadable(outcome, consumer)
-        return outcome
+        return [outcome]
     if isinstance(queued, QueuedStatus):
         _follow_status(queued, outcome, consumer)
-        return outcome
-    received = queued.received
-    outcome.wamid = queued.wamid
-    outcome.message_type = received.message.type
-    outcome.sender = received.sender_key
-    decision = _within_window(consumer.rules.decide(received), queued, consumer)
-    outcome.decision = decision.reason
-    plan = [decision.reply] if decision.reply is not None else []
-
-    now = consumer.clock()
-    try:
-        begun = consumer.ledger.begin(
-            queued.wamid,
-            now=now.timestamp(),
-            lease_until=now.timestamp() + max(0.0, consumer.remaining_seconds()),
-            claim_slot=0 if plan else None,
-            enqueued_at=record.enqueued_at,
-        )
-    except StoreUnavailable as error:
-        outcome.reason = str(error)
-        _retry_without_attempt(outcome, CODE_STORE_UNAVAILABLE, consumer)
-        return outcome
-    if begun.result is BeginResult.ALREADY_DONE:
-        outcome.result = Result.DUPLICATE
-    elif begun.result is BeginResult.ALREADY_DEAD_LETTERED:
-        outcome.result = Result.STALE_COPY
-    elif begun.result is BeginResult.BUSY:
-        _retry_without_attempt(outcome, CODE_IN_PROGRESS, consumer)
-    else:
-        _Attempt(queued, decision, begun.history, consumer, outcome).run(plan)
-    return outcome
+        return [outcome]
+    _describe(outcome, queued)
+    window = consumer.burst_window_seconds
+    candidates: list[tuple[InboxRecord, QueuedRecord]] = []
+    if window > 0:
+        closes = queued.received_at + timedelta(seconds=window)
+        wait = (closes - consumer.clock()).total_seconds()
+        # Within a clock's skew of the end (SQS counts whole seconds): closed, or the head
+        # would wait a second time, past its window.
+        if wait > WINDOW_CLOSED_WITHIN_SECONDS:
+            # The first of a burst: invisible until its window closes. FIFO delivers nothing
+            # more of this conversation meanwhile, so the rest of the burst gathers behind it.
+            outcome.result = Result.WAITING
+            outcome.delay_seconds = max(1, math.ceil(wait))
+            outcome.reason = f"waiting {outcome.delay_seconds} s for the rest of its burst"
+            return [outcome]
+        candidates = _burst_candidates(pending[1:], closes)
+    return _consume_burst(record, queued, outcome, candidates, consumer)
 
 
 def _follow_status(status: QueuedStatus, outcome: RecordOutcome, consumer: Consumer) -> None:
     """A status of one of our replies: `statuses.follow_status` does the work; a retry it asks
-    for goes through the same visibility backoff as a message's."""
+    for goes through the same visibility backoff as a message's. A status the reply's item took
+    for the first time is the `reply.status_changed` event."""
     record = outcome.record
     followed = follow_status(
         status, consumer, token=record.message_id, receive_count=record.receive_count
@@ -346,6 +403,23 @@ def _follow_status(status: QueuedStatus, outcome: RecordOutcome, consumer: Consu
     outcome.reply_wamid = status.reply_wamid
     outcome.store_write_failed = followed.store_write_failed
     outcome.reason = followed.reason
+    reply = followed.reply
+    if reply is not None and followed.at is not None and followed.first_report:
+        sent, at = reply.reply, followed.at
+        _tell(
+            outcome,
+            consumer,
+            lambda events: events.reply_status_changed(
+                reply_wamid=status.reply_wamid,
+                status=status.status,
+                at=at,
+                phone_number_id=sent.phone_number_id,
+                in_reply_to=sent.in_reply_to or sent.inbound_wamid,
+                conversation_id=sent.conversation_id or None,
+                errors=[dict(error) for error in status.raw_errors],
+                recipient=sent.recipient.get("to") or sent.recipient.get("recipient"),
+            ),
+        )
     retry = followed.retry
     if retry is None:
         outcome.result = Result.STATUS
@@ -354,89 +428,263 @@ def _follow_status(status: QueuedStatus, outcome: RecordOutcome, consumer: Consu
     _schedule(outcome, retry.code, retry.policy, retry.retry_after, consumer, attempt=retry.attempt)
 
 
-def _within_window(
-    decision: ReplyDecision, queued: QueuedRecord, consumer: Consumer
-) -> ReplyDecision:
-    """A free-form reply to a message older than Meta's 24-hour window (a backlog redriven days
-    later) would be refused with 131047: send the fallback template straight away instead.
+def _describe(outcome: RecordOutcome, queued: QueuedRecord) -> None:
+    received = queued.received
+    outcome.wamid = queued.wamid
+    outcome.message_type = received.message.type
+    outcome.sender = received.sender_key
 
-    Only this message's own time is known here; had the user written again since, the window
-    would be open and the template is merely the safe choice. Without a template the free-form
-    reply is tried and Meta decides."""
-    template = consumer.rules.fallback_template
-    sent_at = queued.received.message.sent_at
-    if (
-        decision.reply is None
-        or isinstance(decision.reply, Template)
-        or template is None
-        or sent_at is None
-        or consumer.clock() - sent_at <= SERVICE_WINDOW
-    ):
-        return decision
-    return ReplyDecision(template, "window-closed", decision.recipient)
+
+def _burst_candidates(
+    following: Sequence[InboxRecord], closes: datetime
+) -> list[tuple[InboxRecord, QueuedRecord]]:
+    """The records right behind a burst's first that ingest accepted before its window closed;
+    the first one that did not (or cannot be read) starts the next unit."""
+    candidates = []
+    for record in following:
+        try:
+            queued = QueuedRecord.from_json(record.body)
+        except UnreadableRecord:
+            break
+        if queued.received_at > closes:
+            break
+        candidates.append((record, queued))
+    return candidates
+
+
+def _consume_burst(
+    record: InboxRecord,
+    queued: QueuedRecord,
+    outcome: RecordOutcome,
+    candidates: Sequence[tuple[InboxRecord, QueuedRecord]],
+    consumer: Consumer,
+) -> list[RecordOutcome]:
+    # The rules are pure: without bursts their plan is known now, and `begin` claims its first
+    # slot. A reply handler runs only once the ledger has given us the message (a duplicate
+    # never runs it); with a burst window the plan waits for the burst's messages to be taken
+    # (an earlier attempt may have fixed a burst this batch cannot answer yet).
+    plan = None
+    if consumer.reply_handler is None and consumer.burst_window_seconds <= 0:
+        plan = rules_plan(consumer.rules, [queued], now=consumer.clock())
+        outcome.decision = plan.reason
+    claim_first = plan is not None and bool(plan.replies)
+    history = _take(record, queued, outcome, consumer, claim_slot=0 if claim_first else None)
+    if history is None:
+        return [outcome]  # a duplicate, a stale copy, held elsewhere, or the store is down
+    if history.sent or history.claimed:
+        # An earlier attempt began sending: the burst it fixed is the one answered now, so no
+        # message is answered twice, nor a reply sent for a different set of messages.
+        fixed = history.members or ()
+        chosen = list(candidates[: len(fixed)])
+        if [member.wamid for _, member in chosen] != list(fixed):
+            outcome.reason = "the burst's other messages are not all in this batch"
+            _retry_without_attempt(outcome, CODE_BURST_INCOMPLETE, consumer)
+            return [outcome]
+        candidates = chosen
+    burst = [queued]
+    members: list[RecordOutcome] = []
+    taken: list[RecordOutcome] = []
+    for member_record, member in candidates:
+        member_outcome = RecordOutcome(record=member_record, burst_of=queued.wamid)
+        _describe(member_outcome, member)
+        members.append(member_outcome)
+        if _take(member_record, member, member_outcome, consumer, burst_head=queued.wamid):
+            burst.append(member)
+            taken.append(member_outcome)
+        elif member_outcome.failed and (history.sent or history.claimed):
+            # A fixed burst answers for all of its messages or waits: one left out now would
+            # be answered again on its own later.
+            outcome.reason = f"{member.wamid} of its fixed burst is not available now"
+            _retry_without_attempt(outcome, CODE_BURST_INCOMPLETE, consumer)
+            return [outcome]
+    outcome.burst_size = len(burst)
+    if plan is None and consumer.reply_handler is None:
+        plan = rules_plan(consumer.rules, burst, now=consumer.clock())
+    attempt = _Attempt(burst, history, consumer, outcome, taken)
+    attempt.run(plan, first_slot_claimed=claim_first)
+    attempt.settle_members()
+    return [outcome, *members]
+
+
+def _take(
+    record: InboxRecord,
+    queued: QueuedRecord,
+    outcome: RecordOutcome,
+    consumer: Consumer,
+    *,
+    claim_slot: int | None = None,
+    burst_head: str | None = None,
+) -> MessageHistory | None:
+    """Take the message in the ledger for this attempt (as a member of `burst_head`'s burst,
+    if given): its history, or None when it settled otherwise — a duplicate, a stale copy of a
+    dead letter, a message another execution holds, or a store that is down."""
+    now = consumer.clock()
+    try:
+        begun = consumer.ledger.begin(
+            queued.wamid,
+            now=now.timestamp(),
+            lease_until=now.timestamp() + max(0.0, consumer.remaining_seconds()),
+            claim_slot=claim_slot,
+            enqueued_at=record.enqueued_at,
+            burst_head=burst_head,
+        )
+    except StoreUnavailable as error:
+        outcome.reason = str(error)
+        _retry_without_attempt(outcome, CODE_STORE_UNAVAILABLE, consumer)
+        return None
+    if begun.result is BeginResult.ALREADY_DONE:
+        outcome.result = Result.DUPLICATE
+    elif begun.result is BeginResult.ALREADY_DEAD_LETTERED:
+        outcome.result = Result.STALE_COPY
+    elif begun.result is BeginResult.BUSY:
+        _retry_without_attempt(outcome, CODE_IN_PROGRESS, consumer)
+    else:
+        if begun.history.status is MessageStatus.NEW:  # first seen: the ledger holds it now
+            _tell(
+                outcome,
+                consumer,
+                lambda events: events.message_received(queued, conversation_id=record.group_id),
+            )
+        return begun.history
+    return None
 
 
 class _Attempt:
-    """One attempt at one message, once the ledger has given it to us."""
+    """One attempt at one message — or at a burst, held by its first message — once the ledger
+    has given it to us."""
 
     def __init__(
         self,
-        queued: QueuedRecord,
-        decision: ReplyDecision,
+        burst: Sequence[QueuedRecord],
         history: MessageHistory,
         consumer: Consumer,
         outcome: RecordOutcome,
+        members: Sequence[RecordOutcome] = (),
     ) -> None:
-        self.queued = queued
-        self.wamid = queued.wamid
-        self.decision = decision
+        self.queued = burst[0]  # the message whose ledger item holds the reply slots
+        self.wamid = self.queued.wamid
+        self.burst = list(burst)
+        self.member_wamids = tuple(member.wamid for member in burst[1:])
+        self.members = list(members)  # the outcomes of burst[1:]
         self.history = history
         self.consumer = consumer
         self.outcome = outcome
+        self.plan = Plan((), "", None, self.wamid)
         # A redriven dead letter starts a fresh budget.
         dead = history.status is MessageStatus.DEAD_LETTERED
         self.attempts_before = 0 if dead else history.attempts
         outcome.attempts = self.attempts_before
 
-    def run(self, plan: Sequence[OutboundMessage]) -> None:
-        self._mark_read()
-        if not plan:
+    def run(self, plan: Plan | None, *, first_slot_claimed: bool) -> None:
+        """Answer by `plan`, or by the reply handler's when `plan` is None."""
+        if plan is None:
+            plan = self._ask_handler()
+            if plan is None:
+                return  # settled: retried, dead-lettered or refused for good
+        self.plan = plan
+        self.outcome.decision = plan.reason
+        self._mark_read(typing=plan.typing)
+        if not plan.replies:
             self.outcome.result = Result.NO_REPLY
-            self._finish(Finished(Result.NO_REPLY.value), release_slot=None)
+            self._finish(self._finished(Result.NO_REPLY.value), release_slot=None)
             return
-        if not self._send_all(plan):
+        if not self._send_all(plan.replies, first_slot_claimed=first_slot_claimed):
             return  # refused (settled), or Meta accepted a send the ledger could not record
         outcome = self.outcome
         if outcome.replies_sent:
             outcome.result = Result.REPLIED
+            answered = next(q for q in self.burst if q.wamid == plan.thread_on)
             outcome.latency_ms = max(
-                0.0, (self.consumer.clock() - self.queued.received_at).total_seconds() * 1000
+                0.0, (self.consumer.clock() - answered.received_at).total_seconds() * 1000
             )
         else:
             # Every slot was sent, or may have been, by an earlier attempt that did not finish.
             outcome.result = Result.UNCERTAIN if outcome.uncertain_slots else Result.DUPLICATE
 
-    def _mark_read(self) -> None:
-        reply = self.decision.reply
-        typing = (
-            reply is not None
-            and self.consumer.rules.typing_indicator
-            and not isinstance(reply, Reaction)
-        )
+    def _ask_handler(self) -> Plan | None:
+        """The reply handler's plan, bounded by the invocation's remaining time; None when it
+        failed (the failure is settled here)."""
+        consumer, outcome = self.consumer, self.outcome
+        handler = consumer.reply_handler
+        assert handler is not None
+        timeout = consumer.remaining_seconds() - consumer.handler_reserve_seconds
+        if timeout <= 0:
+            outcome.reason = "too little time left in this invocation for the reply handler"
+            _retry_without_attempt(outcome, CODE_TIME_BUDGET, consumer)
+            return None
+        try:
+            plan = handler_plan(
+                handler,
+                consumer.rules,
+                self.burst,
+                timeout_seconds=timeout,
+                now=consumer.clock(),
+            )
+        except HandlerFailed as failed:
+            outcome.decision = DECISION_HANDLER
+            outcome.reason = failed.reason
+            outcome.error = failed.error
+            outcome.handler_latency_ms = failed.latency_ms
+            self._fail(failed.code, classify(failed.code), None, slot=None)
+            return None
+        except InvalidReplies as invalid:
+            # The handler would return the same next time: a permanent failure, said plainly.
+            outcome.decision = DECISION_HANDLER
+            outcome.handler_latency_ms = invalid.latency_ms
+            self._mark_read(typing=False)
+            self._refuse_invalid(str(invalid), release_slot=None)
+            return None
+        outcome.handler_latency_ms = plan.handler_latency_ms
+        return plan
+
+    def _mark_read(self, *, typing: bool) -> None:
+        """One read receipt, on the burst's latest message: Meta marks the earlier messages of
+        the thread read with it."""
         try:
             self.consumer.graph.mark_read(
                 self.queued.received.business.phone_number_id,
-                mark_read_body(self.wamid, typing_indicator=typing),
+                mark_read_body(
+                    self.burst[-1].wamid,
+                    typing_indicator=typing and self.consumer.rules.typing_indicator,
+                ),
             )
             self.outcome.read_receipt_sent = True
         except GraphApiError as error:
             self.outcome.failures.append(_failure("read", error))  # the reply still goes out
 
-    def _send_all(self, plan: Sequence[OutboundMessage]) -> bool:
+    def _refuse_invalid(self, reason: str, *, release_slot: int | None) -> None:
+        self.outcome.reason = reason
+        self.outcome.result = Result.PERMANENT
+        self.outcome.permanent_code = CODE_INVALID_OUTBOUND
+        self._finish(
+            self._finished(Result.PERMANENT.value, CODE_INVALID_OUTBOUND), release_slot=release_slot
+        )
+
+    def _finished(self, result: str, error_code: str | None = None) -> Finished:
+        """What the message ended with; its burst's other messages end with it."""
+        return Finished(result, error_code, members=self.member_wamids)
+
+    def settle_members(self) -> None:
+        """A burst's other messages follow its first: done with it, dead-lettered with it, or
+        held back behind it (in order) until it is answered."""
+        head = self.outcome
+        for member in self.members:
+            if head.result is Result.DEAD_LETTERED and member.dead_letter is not None:
+                member.result = Result.DEAD_LETTERED
+            elif head.failed or head.result is Result.DEAD_LETTERED:
+                member.result = Result.HELD_BACK
+                member.retry_code = CODE_HELD_BACK
+                member.reason = f"behind {head.record.message_id}, the first of its burst"
+                member.delay_seconds = HELD_BACK_VISIBILITY_SECONDS
+            else:
+                member.result = Result.IN_BURST
+
+    def _send_all(self, plan: Sequence[OutboundMessage], *, first_slot_claimed: bool) -> bool:
         """Send each slot not sent before, in order, each at most once. True when every slot is
         settled and the message is finished in the ledger."""
         ledger = self.consumer.ledger
-        claimed_slot: int | None = 0  # `begin` claimed slot 0
+        # The rules' first slot was claimed by `begin`; a handler's plan claims each one here.
+        claimed_slot: int | None = 0 if first_slot_claimed else None
         finished = False
         for slot, message in enumerate(plan):
             last = slot == len(plan) - 1
@@ -446,7 +694,12 @@ class _Attempt:
                 continue
             if claimed_slot != slot:
                 try:
-                    ledger.claim(self.wamid, slot, now=self.consumer.clock().timestamp())
+                    ledger.claim(
+                        self.wamid,
+                        slot,
+                        now=self.consumer.clock().timestamp(),
+                        members=self.member_wamids,
+                    )
                 except StoreUnavailable as error:
                     self.outcome.reason = str(error)
                     _retry_without_attempt(self.outcome, CODE_STORE_UNAVAILABLE, self.consumer)
@@ -454,12 +707,19 @@ class _Attempt:
             sent = self._send_slot(slot, message)
             if sent is None:
                 return False
+            # Meta accepted it: a fact, whether or not the ledger records it below.
+            if self.consumer.events is not None:
+                self.outcome.events.append(
+                    self.consumer.events.reply_sent(
+                        sent, conversation_id=self.outcome.record.group_id
+                    )
+                )
             claimed_slot = None if last else slot + 1
             try:
                 ledger.record_sent(
                     sent,
                     claim_next=claimed_slot,
-                    finished=Finished(Result.REPLIED.value) if last else None,
+                    finished=self._finished(Result.REPLIED.value) if last else None,
                 )
             except StoreUnavailable as error:
                 # Meta accepted it: never retried (that would send it twice). The claim stays,
@@ -474,7 +734,7 @@ class _Attempt:
             result = Result.REPLIED if self.outcome.replies_sent else Result.UNCERTAIN
             if not self.outcome.replies_sent and not self.outcome.uncertain_slots:
                 result = Result.DUPLICATE
-            self._finish(Finished(result.value), release_slot=None)
+            self._finish(self._finished(result.value), release_slot=None)
         return True
 
     def _send_slot(self, slot: int, message: OutboundMessage) -> SentReply | None:
@@ -482,16 +742,14 @@ class _Attempt:
         None once the refusal has been settled."""
         consumer, outcome = self.consumer, self.outcome
         phone_number_id = self.queued.received.business.phone_number_id
-        recipient = self.decision.recipient
+        recipient = self.plan.recipient
+        thread_on = self.plan.thread_on
         kind = "reply"
         try:
-            body = send_body(recipient, message, reply_to=self.wamid if slot == 0 else None)
+            body = reply_body(recipient, message, reply_to=thread_on if slot == 0 else None)
         except InvalidOutbound as invalid:
             # Meta would refuse it the same way every time: a permanent failure, said plainly.
-            self.outcome.reason = str(invalid)
-            self.outcome.result = Result.PERMANENT
-            self.outcome.permanent_code = CODE_INVALID_OUTBOUND
-            self._finish(Finished(Result.PERMANENT.value, CODE_INVALID_OUTBOUND), release_slot=slot)
+            self._refuse_invalid(str(invalid), release_slot=slot)
             return None
         try:
             reply_id = consumer.graph.send(phone_number_id, body)
@@ -499,15 +757,11 @@ class _Attempt:
             failure = _failure("send", error)
             outcome.failures.append(failure)
             template = consumer.rules.fallback_template
-            if (
-                failure.code != WINDOW_CLOSED_CODE
-                or template is None
-                or isinstance(message, Template)
-            ):
+            if failure.code != WINDOW_CLOSED_CODE or template is None or is_template(message):
                 self._settle_refusal(failure, error, slot)
                 return None
             try:
-                body = send_body(recipient, template, reply_to=self.wamid)
+                body = reply_body(recipient, template, reply_to=thread_on)
                 reply_id = consumer.graph.send(phone_number_id, body)
             except GraphApiError as fallback_error:
                 fallback_failure = _failure("fallback", fallback_error)
@@ -529,9 +783,12 @@ class _Attempt:
             phone_number_id=phone_number_id,
             recipient={key: str(body[key]) for key in ("to", "recipient") if key in body},
             message={"type": message_type, message_type: body[message_type]},
-            decision=self.decision.reason,
+            decision=self.plan.reason,
             sent_at=consumer.clock().timestamp(),
             inbound_at=inbound_at.timestamp() if inbound_at is not None else None,
+            in_reply_to=thread_on if thread_on != self.wamid else None,
+            burst=tuple(q.wamid for q in self.burst) if self.member_wamids else (),
+            conversation_id=outcome.record.group_id,
         )
 
     def _settle_refusal(self, failure: CallFailure, error: GraphApiError, slot: int) -> None:
@@ -542,28 +799,38 @@ class _Attempt:
         if policy.action is Action.PERMANENT:
             self.outcome.result = Result.PERMANENT
             self.outcome.permanent_code = failure.code
-            self._finish(Finished(Result.PERMANENT.value, failure.code), release_slot=slot)
+            self._finish(self._finished(Result.PERMANENT.value, failure.code), release_slot=slot)
             return
         self._fail(failure.code, policy, error.retry_after_seconds, slot)
 
     def _fail(
-        self, code: str, policy: ErrorClassPolicy, retry_after: float | None, slot: int
+        self, code: str, policy: ErrorClassPolicy, retry_after: float | None, slot: int | None
     ) -> None:
         consumer, outcome = self.consumer, self.outcome
         attempts = self.attempts_before + 1
         outcome.attempts = attempts
         now = consumer.clock().timestamp()
+        letter = DeadLetter(
+            reason=REASON_ATTEMPTS_EXHAUSTED,
+            error_code=code,
+            error_class=policy.name,
+            attempts=attempts,
+            last_attempt_at=now,
+            wamid=self.wamid,
+        )
         dead_lettered = attempts >= consumer.max_attempts and _send_dead_letter(
-            DeadLetter(
-                reason=REASON_ATTEMPTS_EXHAUSTED,
-                error_code=code,
-                error_class=policy.name,
-                attempts=attempts,
-                last_attempt_at=now,
-                wamid=self.wamid,
-            ),
-            consumer,
-            outcome,
+            letter, consumer, outcome, self.queued
+        )
+        # A burst goes to the DLQ together: each of its messages is a record there. Otherwise
+        # its messages are released with it for the next attempt.
+        members = (
+            tuple(
+                queued.wamid
+                for member, queued in zip(self.members, self.burst[1:], strict=True)
+                if _send_dead_letter(replace(letter, wamid=queued.wamid), consumer, member, queued)
+            )
+            if dead_lettered
+            else self.member_wamids
         )
         failure = FailedAttempt(
             attempts=attempts,
@@ -572,6 +839,7 @@ class _Attempt:
             at=now,
             release_slot=slot,
             dead_lettered=dead_lettered,
+            members=members,
         )
         try:
             consumer.ledger.record_failure(self.wamid, failure)
@@ -613,13 +881,28 @@ def _dead_letter_unreadable(outcome: RecordOutcome, consumer: Consumer) -> None:
     _retry_without_attempt(outcome, CODE_POISON, consumer)
 
 
-def _send_dead_letter(letter: DeadLetter, consumer: Consumer, outcome: RecordOutcome) -> bool:
+def _send_dead_letter(
+    letter: DeadLetter,
+    consumer: Consumer,
+    outcome: RecordOutcome,
+    queued: QueuedRecord | None = None,
+) -> bool:
     try:
         consumer.dead_letters.send(outcome.record.body, outcome.record.group_id, letter)
     except DeadLetterFailed as error:
         outcome.reason = str(error)
         return False
     outcome.dead_letter = letter
+    _tell(
+        outcome,
+        consumer,
+        lambda events: events.message_dead_lettered(
+            letter,
+            sqs_message_id=outcome.record.message_id,
+            conversation_id=outcome.record.group_id,
+            queued=queued,
+        ),
+    )
     return True
 
 

@@ -4,7 +4,7 @@ One table, read top to bottom; change behaviour here, not in `if` statements els
 Meta's `error.code` (Meta's Cloud API "Error codes" page, as of Jun 2026), plus the names
 the Graph client gives failures that carry no code: `timeout`, `network`, `http_<status>`,
 `invalid_response`, and the consumer's own `in_progress`, `store_unavailable`,
-`credentials_unavailable`, `poison` and `reply_unknown`.
+`credentials_unavailable`, `poison`, `handler_error`, `handler_timeout` and `reply_unknown`.
 
 Actions:
 - RETRY: report the record in `batchItemFailures` after raising its visibility timeout by the
@@ -42,6 +42,7 @@ CODE_TIMEOUT: Final = "timeout"
 CODE_NETWORK: Final = "network"
 CODE_INVALID_RESPONSE: Final = "invalid_response"
 CODE_IN_PROGRESS: Final = "in_progress"
+CODE_BURST_INCOMPLETE: Final = "burst_incomplete"
 CODE_STORE_UNAVAILABLE: Final = "store_unavailable"
 CODE_CREDENTIALS_UNAVAILABLE: Final = "credentials_unavailable"
 CODE_POISON: Final = "poison"
@@ -50,10 +51,16 @@ CODE_RETRY_AFTER_WITHOUT_CODE: Final = "http_429"
 CODE_REPLY_UNKNOWN: Final = "reply_unknown"
 CODE_HTTP_5XX: Final = "http_5xx"  # the table's entry for every http_5NN
 
+# The user's reply handler raised (`handler_error`) or did not return in time
+# (`handler_timeout`): functions.domain.consumer.reply_handler.
+CODE_HANDLER_ERROR: Final = "handler_error"
+CODE_HANDLER_TIMEOUT: Final = "handler_timeout"
+
 # Classes of our own, outside Meta's table (not alarmed as Graph API errors).
 ERROR_CLASS_IN_PROGRESS: Final = "in_progress"
 ERROR_CLASS_POISON: Final = "poison"
 ERROR_CLASS_REPLY_UNKNOWN: Final = "reply_unknown"
+ERROR_CLASS_HANDLER: Final = "handler"
 
 
 class Action(Enum):
@@ -118,6 +125,9 @@ POLICIES: Final[Mapping[str, ErrorClassPolicy]] = {
         ErrorClassPolicy(ERROR_CLASS_POISON, Action.RETRY, Backoff(5, 2, 5, 60)),
         # A status that came before its reply was recorded: a few short looks, then dropped.
         ErrorClassPolicy(ERROR_CLASS_REPLY_UNKNOWN, Action.RETRY, Backoff(2, 2, 2, 30)),
+        # The user's code failed: a bug, or a system it calls being down. Soon at first, then
+        # patiently, like an unknown code; its own attempts end it in the DLQ.
+        ErrorClassPolicy(ERROR_CLASS_HANDLER, Action.RETRY, Backoff(10, 2, 5, 900)),
     )
 }
 
@@ -179,9 +189,11 @@ CODE_CLASSES: Final[Mapping[str, str]] = {
         ),
         ERROR_CLASS_BAD_REQUEST,
     ),
-    CODE_IN_PROGRESS: ERROR_CLASS_IN_PROGRESS,
+    # Another execution holds the wamid, or a burst's messages are not all in this batch.
+    **dict.fromkeys((CODE_IN_PROGRESS, CODE_BURST_INCOMPLETE), ERROR_CLASS_IN_PROGRESS),
     CODE_POISON: ERROR_CLASS_POISON,
     CODE_REPLY_UNKNOWN: ERROR_CLASS_REPLY_UNKNOWN,
+    **dict.fromkeys((CODE_HANDLER_ERROR, CODE_HANDLER_TIMEOUT), ERROR_CLASS_HANDLER),
 }
 
 # The 24-hour window closed: only a template may be sent.

@@ -1,6 +1,6 @@
 """The consumer's ports: the Graph API, the ledger (what happened to each message and each
-reply), the dead-letter queue and the queue's visibility control, with the one exception type
-each of them raises.
+reply), the dead-letter queue, the queue's visibility control and the user's reply handler,
+with the one exception type each of them raises.
 
 Adapters implement these (`functions/adapters/`); tests use in-memory fakes or the loopback fake
 Graph API. Nothing here imports boto3 or urllib3.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 
 class GraphApiError(Exception):
@@ -83,6 +83,10 @@ class MessageHistory:
     claimed: frozenset[int] = frozenset()
     outcome: str | None = None  # DONE: what happened ("replied", "no_reply", ...)
     dead_lettered_at: float | None = None
+    # The burst this message answers for, fixed when its first reply slot was claimed (its
+    # other messages' wamids, oldest first); None while nothing was claimed.
+    members: tuple[str, ...] | None = None
+    burst_head: str | None = None  # the message whose burst this one belongs to
 
 
 class BeginResult(Enum):
@@ -112,6 +116,9 @@ class SentReply:
     decision: str  # why it was chosen ("rule:greeting", "default", "window-closed", ...)
     sent_at: float  # epoch seconds
     inbound_at: float | None  # when the customer sent the message (Meta's timestamp)
+    in_reply_to: str | None = None  # the wamid it threads on / answers, when not inbound_wamid
+    burst: tuple[str, ...] = ()  # every wamid this reply answers, when more than one
+    conversation_id: str = ""  # the conversation's FIFO group id (no phone number in it)
     original: str | None = None  # a follow-up: the reply whose late failure it follows up
     generation: int = 0  # follow-ups in its chain before it (0: the reply itself)
 
@@ -120,6 +127,11 @@ class SentReply:
 class Finished:
     outcome: str  # "replied", "no_reply", "permanent_failure", "uncertain"
     error_code: str | None = None
+    # The burst's other messages: done in the same write, "answered as part of" this one.
+    members: tuple[str, ...] = ()
+
+
+IN_BURST: Final = "in_burst"  # the outcome of a burst's other messages
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +142,9 @@ class FailedAttempt:
     at: float  # epoch seconds
     release_slot: int | None  # the claimed slot whose send Meta refused (may be retried)
     dead_lettered: bool = False
+    # The burst's other messages: their leases released with it, or, with `dead_lettered`,
+    # those that went to the DLQ with it.
+    members: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,14 +205,17 @@ class Ledger(Protocol):
         lease_until: float,
         claim_slot: int | None,
         enqueued_at: float | None,
+        burst_head: str | None = None,
     ) -> Begun:
         """Take the message for this attempt (until `lease_until`), claiming `claim_slot` when a
         send will follow. Refused when it is done, held by a live lease, or dead-lettered after
-        this copy was enqueued (a copy enqueued later is a redrive and starts a fresh budget)."""
+        this copy was enqueued (a copy enqueued later is a redrive and starts a fresh budget).
+        `burst_head`: the message is taken as a member of that message's burst."""
         ...
 
-    def claim(self, wamid: str, slot: int, *, now: float) -> None:
-        """Claim a reply slot right before its send (when `begin` could not)."""
+    def claim(self, wamid: str, slot: int, *, now: float, members: Sequence[str] = ()) -> None:
+        """Claim a reply slot right before its send (when `begin` could not). `members`: the
+        burst this message answers for, remembered with its first claim and never changed."""
         ...
 
     def record_sent(
@@ -208,11 +226,13 @@ class Ledger(Protocol):
         ...
 
     def finish(self, wamid: str, finished: Finished, *, release_slot: int | None) -> None:
-        """The message needs nothing more (no reply, refused for good, or uncertain)."""
+        """The message needs nothing more (no reply, refused for good, or uncertain); its
+        burst's `finished.members` with it, in the same write."""
         ...
 
     def record_failure(self, wamid: str, failure: FailedAttempt) -> None:
-        """This attempt failed; release its lease (and its refused slot) for the next one."""
+        """This attempt failed; release its lease (and its refused slot) for the next one. A
+        dead-lettered burst's members are marked in the same write."""
         ...
 
     # --- the statuses of replies (docs/contract.md, "Statuses") -------------------------------
@@ -276,4 +296,38 @@ class VisibilityControl(Protocol):
     def change(self, changes: Sequence[VisibilityChange]) -> list[str]:
         """Set each message's visibility timeout; returns the message ids that could not be
         changed (they reappear after the queue's default visibility timeout)."""
+        ...
+
+
+class ReplyHandler(Protocol):
+    """The user's function named by REPLY_HANDLER (docs/reply-handler.md): one mapping in
+    (`message`, `contact`, `metadata`, `burst`), None, one message dict or a list of them out.
+    Anything it raises is a retry (`handler_error`)."""
+
+    def __call__(self, event: dict[str, Any], /) -> object: ...
+
+
+# --- events for other systems (relay_events.py builds them) -----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RelayEvent:
+    detail_type: str  # "message.received", "reply.sent", ...
+    detail: Mapping[str, Any]  # JSON-ready; `eventId` deterministic per fact
+
+    @property
+    def event_id(self) -> str:
+        return str(self.detail["eventId"])
+
+
+@dataclass(frozen=True, slots=True)
+class Unpublished:
+    event: RelayEvent
+    error_code: str  # the bus's per-entry code, or the call's error
+
+
+class EventPublisher(Protocol):
+    def publish(self, events: Sequence[RelayEvent]) -> list[Unpublished]:
+        """Put the events on the bus (what it refuses is tried once more); the ones still not
+        accepted, each with why. Never raises: an event never costs a reply."""
         ...

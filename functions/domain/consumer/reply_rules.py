@@ -124,12 +124,10 @@ class ReplyRules:
         message = received.message
         if message.type in NEVER_ANSWERED_TYPES:
             return ReplyDecision(None, f"type:{message.type}")
+        refusal = self.unanswerable(received)
+        if refusal is not None:
+            return ReplyDecision(None, refusal)
         recipient = reply_recipient(received)
-        if recipient is None:
-            return ReplyDecision(None, "no-sender")
-        own = self.own_numbers | {_digits(received.business.display_phone_number)}
-        if not recipient.by_user_id and _digits(recipient.address) in own - {""}:
-            return ReplyDecision(None, "own-number")
         for rule in self.rules:
             if rule.match.holds(received):
                 return ReplyDecision(
@@ -138,6 +136,18 @@ class ReplyRules:
         if self.default is None:
             return ReplyDecision(None, "no-default")
         return ReplyDecision(_personal(self.default, received), "default", recipient)
+
+    def unanswerable(self, received: ReceivedMessage) -> str | None:
+        """Why nothing may answer `received`, whoever decides (rules or reply handler):
+        "no-sender" (nowhere to reply to) or "own-number" (the business's own numbers: the
+        receiving one and `ownNumbers`, so two bots never answer each other forever)."""
+        recipient = reply_recipient(received)
+        if recipient is None:
+            return "no-sender"
+        own = self.own_numbers | {_digits(received.business.display_phone_number)}
+        if not recipient.by_user_id and _digits(recipient.address) in own - {""}:
+            return "own-number"
+        return None
 
 
 def searchable_text(received: ReceivedMessage) -> str | None:

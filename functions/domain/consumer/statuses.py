@@ -156,6 +156,7 @@ class StatusOutcome:
     error_code: str | None = None  # failed
     error_class: str | None = None
     first_failure: bool = False  # the first `failed` recorded for this reply
+    first_report: bool = False  # this status was not known for the reply before (an event)
     follow_up: FollowUpResult | None = None
     follow_up_kind: str | None = None
     follow_up_wamid: str | None = None
@@ -248,6 +249,7 @@ def _lifecycle(outcome: StatusOutcome, before: ReplyRecord, name: str, at: float
     if outcome.first_delivered and reply.inbound_at is not None:
         outcome.delivery_latency_ms = max(0.0, (at - reply.inbound_at) * 1000)
     outcome.first_failure = name == FAILED and FAILED not in before.statuses
+    outcome.first_report = name not in before.statuses
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,6 +382,9 @@ class _FollowUp:
             decision=f"late-{self.code}",
             sent_at=self.consumer.clock().timestamp(),
             inbound_at=reply.inbound_at,
+            in_reply_to=reply.in_reply_to,
+            burst=reply.burst,
+            conversation_id=reply.conversation_id,
             original=reply.reply_wamid,
             generation=reply.generation + 1,
         )

@@ -123,10 +123,26 @@ def summarize(delivery: WebhookDelivery) -> DeliverySummary:
 
 
 def _decode_json(body: bytes) -> object:
+    """JSON as RFC 8259 has it: Python's NaN, Infinity and numbers that overflow to infinity
+    are refused, since the queued record must be JSON too; so is nesting deeper than the
+    interpreter's recursion limit (RecursionError is not a ValueError)."""
     try:
-        return json.loads(body)
+        return json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise BodyNotJson("the body is nested too deeply") from None
     except (UnicodeDecodeError, ValueError):
         raise BodyNotJson("the body is not valid JSON") from None
+
+
+def _refuse_constant(literal: str) -> float:
+    raise ValueError(f"{literal} is not JSON")
+
+
+def _finite_float(literal: str) -> float:
+    number = float(literal)
+    if not math.isfinite(number):
+        raise ValueError("a number out of range")
+    return number
 
 
 def _with_rotation(

@@ -233,7 +233,28 @@ class Reaction:
         return {"message_id": self.message_id or "", "emoji": self.emoji}
 
 
-OutboundMessage = Text | Media | Template | Buttons | ListMenu | Reaction
+@dataclass(frozen=True, slots=True)
+class MetaMessage:
+    """An outbound message in Meta's own JSON, as a reply handler returned it: checked by
+    `outbound_dicts.parse_outbound`, then sent exactly as given (plus the addressing)."""
+
+    type: str
+    content: Any  # the value under `type`: an object for every type but `contacts` (a list)
+    context_message_id: str | None = None  # the handler's own `context.message_id`, if any
+    extra: Mapping[str, Any] = field(default_factory=dict)  # biz_opaque_callback_data
+
+    def payload(self) -> Any:
+        return self.content
+
+    def reply_to(self, default: str | None) -> str | None:
+        """The wamid this message threads on: the handler's own choice, else `default`; never
+        for a reaction (which names its message inside and cannot carry a context)."""
+        if self.type == "reaction":
+            return None
+        return self.context_message_id or default
+
+
+OutboundMessage = Text | Media | Template | Buttons | ListMenu | Reaction | MetaMessage
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ were queued):
       "business": {"phoneNumberId": "1065…", "displayPhoneNumber": "1555…", "wabaId": "1022…"},
       "contact": {"waId": "1650…", "name": "Sheena", "userId": "US.13491208655302741918",
                   "username": null, "parentUserId": null},          # or null; waId may be ""
+      "metaContact": { …the `contacts[]` object exactly as Meta sent it… },  # optional
       "message": { …the `messages[]` object exactly as Meta sent it… }
     }
 
@@ -70,7 +71,11 @@ KIND_STATUS = "status"
 STATUS_KEYS = ("id", "status", "timestamp", "errors")
 
 # SQS allows 1-128 characters of alphanumerics and punctuation in group and deduplication ids.
-_SQS_ID = re.compile(r"^[!-~]{1,128}$")
+# Used with fullmatch: `$` would also accept a final newline, which SQS refuses.
+_SQS_ID = re.compile(r"[!-~]{1,128}")
+# Hashing must take any string JSON can carry: a `\ud800` escape decodes to a lone surrogate,
+# which strict UTF-8 cannot encode. For every other string the bytes are plain UTF-8's.
+_ANY_STRING = "surrogatepass"
 
 
 class UnreadableRecord(ValueError):
@@ -96,21 +101,21 @@ class QueuedRecord:
         message with no sender at all gets a group of its own.
         """
         sender = self.received.conversation_key or f"wamid:{self.wamid}"
-        digest = hashlib.sha256(sender.encode("utf-8")).hexdigest()[:32]
+        digest = hashlib.sha256(sender.encode("utf-8", _ANY_STRING)).hexdigest()[:32]
         business = self.received.business.phone_number_id
         candidate = f"{business}:{digest}"
         return (
             candidate
-            if _SQS_ID.match(candidate)
-            else hashlib.sha256(candidate.encode()).hexdigest()
+            if _SQS_ID.fullmatch(candidate)
+            else hashlib.sha256(candidate.encode("utf-8", _ANY_STRING)).hexdigest()
         )
 
     @property
     def deduplication_id(self) -> str:
         """The wamid itself when SQS accepts it, so a redelivered webhook is dropped by SQS."""
-        if _SQS_ID.match(self.wamid):
+        if _SQS_ID.fullmatch(self.wamid):
             return self.wamid
-        return hashlib.sha256(self.wamid.encode("utf-8")).hexdigest()
+        return hashlib.sha256(self.wamid.encode("utf-8", _ANY_STRING)).hexdigest()
 
     def to_json(self) -> str:
         business = self.received.business
@@ -135,6 +140,9 @@ class QueuedRecord:
             },
             "message": dict(self.received.message.raw),
         }
+        if contact is not None and contact.raw:
+            # Optional (added to schema 1 compatibly): what a reply handler gets as `contact`.
+            document["metaContact"] = dict(contact.raw)
         # ASCII-escaped, as Meta sends it: SQS refuses (or rewrites) some code points - lone
         # surrogates, U+FFFE, U+FFFF - that JSON escapes carry safely.
         return json.dumps(document, ensure_ascii=True, separators=(",", ":"))
@@ -160,6 +168,7 @@ class QueuedRecord:
         except InvalidPayload as error:
             raise UnreadableRecord(str(error)) from None
         contact_doc = document.get("contact")
+        meta_contact = document.get("metaContact")
         contact = (
             Contact(
                 wa_id=str(contact_doc.get("waId") or ""),
@@ -167,6 +176,7 @@ class QueuedRecord:
                 user_id=_text(contact_doc, "userId"),
                 username=_text(contact_doc, "username"),
                 parent_user_id=_text(contact_doc, "parentUserId"),
+                raw=meta_contact if isinstance(meta_contact, Mapping) else {},
             )
             if isinstance(contact_doc, Mapping)
             else None
@@ -223,10 +233,15 @@ class QueuedStatus:
 
     @property
     def errors(self) -> tuple[MetaError, ...]:
+        return tuple(parse_error(item) for item in self.raw_errors)
+
+    @property
+    def raw_errors(self) -> tuple[Mapping[str, Any], ...]:
+        """Meta's error objects as sent (failed statuses)."""
         raw = self.raw.get("errors")
         if not isinstance(raw, list):
             return ()
-        return tuple(parse_error(item) for item in raw if isinstance(item, Mapping))
+        return tuple(item for item in raw if isinstance(item, Mapping))
 
     def to_json(self) -> str:
         document = {

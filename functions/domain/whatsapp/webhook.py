@@ -58,6 +58,8 @@ class Contact:
     user_id: str | None = None
     username: str | None = None
     parent_user_id: str | None = None  # one BSUID across a managed business's portfolios
+    # Meta's `contacts[]` object exactly as sent (for a reply handler); {} when unknown.
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 # --- message contents, one type per `messages[].type` -------------------------------------------
@@ -465,6 +467,7 @@ def _parse_contact(raw: Mapping[str, Any]) -> Contact:
         # Meta documents it in `profile`; some copies of its pages show it beside `user_id`.
         username=_optional_str(profile.get("username")) or _optional_str(raw.get("username")),
         parent_user_id=_optional_str(raw.get("parent_user_id")) or None,
+        raw=raw,
     )
 
 

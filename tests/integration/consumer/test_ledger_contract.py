@@ -18,6 +18,7 @@ from functions.adapters.ledger import (
     DynamoDbLedger,
 )
 from functions.domain.consumer.ports import (
+    IN_BURST,
     BeginResult,
     FailedAttempt,
     Finished,
@@ -362,5 +363,102 @@ def test_dynamodb_keeps_statuses_as_numbers_and_no_recipient_beyond_the_reply(
     ],
 )
 def test_a_missing_table_is_store_unavailable(aws: str, call: Callable[[Ledger], Any]) -> None:
+    with pytest.raises(StoreUnavailable):
+        call(DynamoDbLedger(dynamodb(), f"no-such-table-{time.monotonic_ns()}"))
+
+
+# --- bursts: one head answers for its members --------------------------------------------------
+
+M2 = "wamid.MEMBER2="
+M3 = "wamid.MEMBER3="
+
+
+def test_a_burst_is_fixed_by_its_heads_first_claim(ledger: Ledger) -> None:
+    begin(ledger, claim=None)
+    for member in (M2, M3):
+        taken = ledger.begin(
+            member,
+            now=NOW,
+            lease_until=NOW + 30,
+            claim_slot=None,
+            enqueued_at=None,
+            burst_head=WAMID,
+        )
+        assert taken.result is BeginResult.STARTED
+    ledger.claim(WAMID, 0, now=NOW + 1, members=[M2, M3])
+    ledger.claim(WAMID, 1, now=NOW + 2, members=[M2, M3, "wamid.LATER="])  # never changes it
+
+    again = begin(ledger, now=NOW + 60, claim=None)  # the run died; the lease ran out
+
+    assert again.history.members == (M2, M3)
+    assert again.history.claimed == {0, 1}
+    member = begin(ledger, now=NOW + 60, claim=None, wamid=M2)
+    assert member.history.burst_head == WAMID
+
+
+def test_without_a_claim_there_is_no_burst_to_keep(ledger: Ledger) -> None:
+    begin(ledger, claim=None)
+
+    assert begin(ledger, now=NOW + 60, claim=None).history.members is None
+
+
+@pytest.mark.parametrize("how", ["record_sent", "finish"])
+def test_finishing_the_head_finishes_its_members_in_the_same_write(
+    ledger: Ledger, how: str
+) -> None:
+    begin(ledger, claim=None)
+    for member in (M2, M3):
+        begin(ledger, claim=None, wamid=member)
+    finished = Finished("replied", members=(M2, M3))
+    if how == "record_sent":
+        ledger.record_sent(sent(), claim_next=None, finished=finished)
+    else:
+        ledger.finish(WAMID, Finished("no_reply", members=(M2, M3)), release_slot=None)
+
+    for member in (M2, M3):
+        late_copy = begin(ledger, now=NOW + 100, wamid=member)
+        assert late_copy.result is BeginResult.ALREADY_DONE
+        assert late_copy.history.outcome == IN_BURST
+        assert late_copy.history.burst_head == WAMID
+    assert begin(ledger, now=NOW + 100).result is BeginResult.ALREADY_DONE
+
+
+def test_a_dead_lettered_burst_takes_its_members_along(ledger: Ledger) -> None:
+    begin(ledger, claim=None)
+    begin(ledger, claim=None, wamid=M2)
+    ledger.record_failure(
+        WAMID,
+        FailedAttempt(
+            attempts=3,
+            error_code="handler_error",
+            error_class="handler",
+            at=NOW + 5,
+            release_slot=None,
+            dead_lettered=True,
+            members=(M2,),
+        ),
+    )
+
+    stale = begin(ledger, now=NOW + 6, enqueued_at=NOW - 60, wamid=M2)
+    redriven = begin(ledger, now=NOW + 3600, enqueued_at=NOW + 3500, wamid=M2)
+
+    assert stale.result is BeginResult.ALREADY_DEAD_LETTERED
+    assert stale.history.dead_lettered_at == NOW + 5
+    assert redriven.result is BeginResult.STARTED
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda ledger: ledger.claim(WAMID, 0, now=NOW, members=[M2]),
+        lambda ledger: ledger.finish(WAMID, Finished("no_reply", members=(M2,)), release_slot=None),
+        lambda ledger: ledger.record_sent(
+            sent(), claim_next=None, finished=Finished("replied", members=(M2,))
+        ),
+    ],
+)
+def test_a_missing_table_is_store_unavailable_for_bursts_too(
+    aws: str, call: Callable[[Ledger], Any]
+) -> None:
     with pytest.raises(StoreUnavailable):
         call(DynamoDbLedger(dynamodb(), f"no-such-table-{time.monotonic_ns()}"))

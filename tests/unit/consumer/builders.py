@@ -14,6 +14,7 @@ from typing import Any
 
 from functions.domain.consumer.consume import Consumer, InboxRecord
 from functions.domain.consumer.ports import (
+    IN_BURST,
     BeginResult,
     Begun,
     DeadLetter,
@@ -24,12 +25,16 @@ from functions.domain.consumer.ports import (
     GraphApiError,
     MessageHistory,
     MessageStatus,
+    RelayEvent,
+    ReplyHandler,
     ReplyRecord,
     SentReply,
     StatusWrite,
     StoreUnavailable,
+    Unpublished,
     VisibilityChange,
 )
+from functions.domain.consumer.relay_events import RelayEvents
 from functions.domain.consumer.reply_rules import ReplyRules, parse_rules
 
 BUSINESS_NUMBER_ID = "106540352242922"
@@ -240,6 +245,8 @@ class _Item:
     outcome: str | None = None
     error_code: str | None = None
     dead_lettered_at: float | None = None
+    members: tuple[str, ...] | None = None
+    burst_head: str | None = None
 
     def history(self) -> MessageHistory:
         return MessageHistory(
@@ -249,6 +256,8 @@ class _Item:
             claimed=frozenset(self.claims - set(self.sent)),
             outcome=self.outcome,
             dead_lettered_at=self.dead_lettered_at,
+            members=self.members,
+            burst_head=self.burst_head,
         )
 
 
@@ -293,6 +302,7 @@ class MemoryLedger:
         lease_until: float,
         claim_slot: int | None,
         enqueued_at: float | None,
+        burst_head: str | None = None,
     ) -> Begun:
         with self._lock:
             self._enter("begin")
@@ -317,12 +327,17 @@ class MemoryLedger:
             item.lease_until = lease_until
             if claim_slot is not None:
                 item.claims.add(claim_slot)
+            if burst_head is not None:
+                item.burst_head = burst_head
             return Begun(BeginResult.STARTED, old)
 
-    def claim(self, wamid: str, slot: int, *, now: float) -> None:
+    def claim(self, wamid: str, slot: int, *, now: float, members: Sequence[str] = ()) -> None:
         with self._lock:
             self._enter("claim")
-            self.items.setdefault(wamid, _Item()).claims.add(slot)
+            item = self.items.setdefault(wamid, _Item())
+            item.claims.add(slot)
+            if members and item.members is None:
+                item.members = tuple(members)
 
     def record_sent(
         self, reply: SentReply, *, claim_next: int | None, finished: Finished | None
@@ -339,6 +354,7 @@ class MemoryLedger:
                     finished.outcome,
                     0.0,
                 )
+                self._members_done(reply.inbound_wamid, finished.members)
             if reply.reply_wamid:
                 self.replies[reply.reply_wamid] = reply
                 self.reply_items[reply.reply_wamid] = _ReplyItem(reply)
@@ -351,6 +367,7 @@ class MemoryLedger:
             item.error_code = finished.error_code or item.error_code
             if release_slot is not None:
                 item.claims.discard(release_slot)
+            self._members_done(wamid, finished.members)
 
     def record_failure(self, wamid: str, failure: FailedAttempt) -> None:
         with self._lock:
@@ -363,8 +380,24 @@ class MemoryLedger:
                 item.claims.discard(failure.release_slot)
             if failure.dead_lettered:
                 item.status, item.dead_lettered_at = MessageStatus.DEAD_LETTERED, failure.at
+                for member in failure.members:
+                    other = self.items.setdefault(member, _Item())
+                    other.status, other.dead_lettered_at = MessageStatus.DEAD_LETTERED, failure.at
+                    other.error_code, other.burst_head, other.lease_until = (
+                        failure.error_code,
+                        wamid,
+                        0.0,
+                    )
             else:
                 item.status = MessageStatus.ACTIVE
+                for member in failure.members:
+                    self.items.setdefault(member, _Item()).lease_until = 0.0
+
+    def _members_done(self, head: str, members: Sequence[str]) -> None:
+        for member in members:
+            other = self.items.setdefault(member, _Item())
+            other.status, other.outcome = MessageStatus.DONE, IN_BURST
+            other.burst_head, other.lease_until = head, 0.0
 
     def record_status(self, write: StatusWrite) -> ReplyRecord | None:
         if write.status not in REPLY_STATUSES:
@@ -462,6 +495,25 @@ class RecordingVisibility:
         return {c.message_id: c.timeout_seconds for c in self.changes}
 
 
+@dataclass
+class MemoryBus:
+    """An `EventPublisher` that keeps what it was given, or refuses it with `refuse`."""
+
+    published: list[RelayEvent] = field(default_factory=list)
+    refuse: str | None = None  # an error code
+    calls: int = 0
+
+    def publish(self, events: Sequence[RelayEvent]) -> list[Unpublished]:
+        self.calls += 1
+        if self.refuse is not None:
+            return [Unpublished(event, self.refuse) for event in events]
+        self.published.extend(events)
+        return []
+
+    def of(self, detail_type: str) -> list[dict[str, Any]]:
+        return [dict(e.detail) for e in self.published if e.detail_type == detail_type]
+
+
 def consumer(
     graph: ScriptedGraph | None = None,
     *,
@@ -474,6 +526,11 @@ def consumer(
     max_workers: int = 10,
     max_attempts: int = 8,
     clock: Callable[[], datetime] = lambda: NOW,
+    reply_handler: ReplyHandler | None = None,
+    handler_reserve_seconds: float = 5.0,
+    bus: MemoryBus | None = None,
+    event_content: bool = False,
+    burst_window_seconds: float = 0.0,
 ) -> Consumer:
     return Consumer(
         graph=graph or ScriptedGraph(),
@@ -487,4 +544,8 @@ def consumer(
         max_workers=max_workers,
         min_seconds_to_start=5.0,
         max_attempts=max_attempts,
+        reply_handler=reply_handler,
+        handler_reserve_seconds=handler_reserve_seconds,
+        events=None if bus is None else RelayEvents(bus, include_content=event_content),
+        burst_window_seconds=burst_window_seconds,
     )

@@ -4,12 +4,14 @@ order, a lifecycle that never goes backwards, late failures acted on with the er
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 from functions.domain.consumer.consume import Consumer, RecordOutcome, Result, consume_batch
 from functions.domain.consumer.ports import GraphApiError
+from functions.domain.consumer.relay_events import REPLY_STATUS_CHANGED
 from functions.domain.consumer.statuses import (
     MAX_RESENDS,
     FollowUpResult,
@@ -21,6 +23,7 @@ from tests.unit.consumer.builders import (
     BUSINESS_NUMBER_ID,
     NOW,
     SENDER,
+    MemoryBus,
     MemoryLedger,
     RecordingVisibility,
     ScriptedGraph,
@@ -32,6 +35,7 @@ from tests.unit.consumer.builders import (
     status_body,
     wamid_of,
 )
+from tests.unit.consumer.test_relay_events import conforms
 
 SENT_AT = NOW.timestamp() - 60  # the customer's message, by Meta's clock
 TEMPLATE = {"type": "template", "template": {"name": "hello_world", "language": {"code": "en_US"}}}
@@ -397,3 +401,29 @@ def test_a_transient_late_failure_past_the_window_sends_the_template_instead() -
 
     assert outcome.follow_up_kind == "fallback"
     assert pipeline.sends()[-1]["type"] == "template"
+
+
+# --- the reply.status_changed event -------------------------------------------------------------
+
+
+def test_each_status_a_reply_first_takes_is_one_reply_status_changed_event() -> None:
+    bus = MemoryBus()
+    pipeline = Pipeline(bus=bus)
+
+    pipeline.status("read", at=SENT_AT + 9)
+    pipeline.status("delivered", at=SENT_AT + 3)
+    pipeline.status("delivered", at=SENT_AT + 30)  # Meta's duplicate: no event
+    pipeline.status("failed", at=SENT_AT + 40, error_code=131047)
+
+    events = [e for e in bus.published if e.detail_type == REPLY_STATUS_CHANGED]
+    for event in events:
+        conforms(event)
+    details = [dict(e.detail) for e in events]
+    assert [d["status"] for d in details] == ["read", "delivered", "failed"]
+    assert {d["eventId"] for d in details} == {
+        f"{REPLY_STATUS_CHANGED}:{pipeline.reply_wamid}:{s}"
+        for s in ("read", "delivered", "failed")
+    }
+    assert {d["inReplyTo"] for d in details} == {pipeline.inbound_wamid}
+    assert details[2]["errors"] == [{"code": 131047, "title": "Re-engagement message"}]
+    assert SENDER not in json.dumps(details)  # no phone number without eventDetail=full
