@@ -148,6 +148,11 @@ def _fifo_url(environ: Mapping[str, str], name: str) -> str:
     return url
 
 
+def status_queue_url(environ: Mapping[str, str] = os.environ) -> str | None:
+    """STATUS_QUEUE_URL alone (the ingest's status publisher needs nothing else)."""
+    return _standard_url(environ, ENV_STATUS_QUEUE_URL)
+
+
 def _standard_url(environ: Mapping[str, str], name: str) -> str | None:
     """An optional standard (not FIFO) queue's URL."""
     url = environ.get(name, "").strip()

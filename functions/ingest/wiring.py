@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from functions.adapters import aws
 from functions.adapters.secrets import SecretsManagerCredentials
 from functions.adapters.sqs_publisher import SqsFifoPublisher, SqsStatusPublisher
-from functions.common.settings import IngestSettings
+from functions.common.settings import IngestSettings, status_queue_url
 
 # Left of the invocation for answering once the queue gave up: the response, the log lines, the
 # metrics flush.
@@ -38,7 +38,7 @@ def remaining_seconds(context: LambdaContext) -> Callable[[], float]:
 
 def status_publisher() -> SqsStatusPublisher | None:
     """The status queue's publisher, or None when no status queue is configured."""
-    url = IngestSettings.from_env().status_queue_url
+    url = status_queue_url()
     if not url:
         return None
     return SqsStatusPublisher(
