@@ -78,11 +78,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.unit)
 
 
+def _offline(node: pytest.Item) -> bool:
+    """Unit tests, and the fuzz suites that run in-process (not those against moto)."""
+    if node.get_closest_marker("unit") is not None:
+        return True
+    return node.get_closest_marker("fuzz") is not None and (
+        node.get_closest_marker("integration") is None
+    )
+
+
 @pytest.fixture(autouse=True)
-def _unit_tests_cannot_open_a_socket(request: pytest.FixtureRequest) -> Iterator[None]:
-    """A unit test that opens a socket (even to loopback) fails with SocketBlockedError: the
-    domain is tested without AWS, HTTP or emulators."""
-    if request.node.get_closest_marker("unit") is None:
+def _offline_tests_cannot_open_a_socket(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A unit test (or an in-process fuzz test) that opens a socket, even to loopback, fails
+    with SocketBlockedError: the domain is tested without AWS, HTTP or emulators."""
+    if not _offline(request.node):
         yield
         return
     from pytest_socket import disable_socket, enable_socket
