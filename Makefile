@@ -17,7 +17,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export CDK_DISABLE_VERSION_CHECK := 1
 export CDK_CLI_NOTICES := false
 
-.PHONY: help venv test runtime-tests lint format typecheck unit run demo synth bootstrap deploy diff destroy redrive inspect-dlq rotate-token bench lock clean
+.PHONY: help venv test runtime-tests lint format typecheck unit run demo synth bootstrap deploy diff destroy redrive inspect-dlq trace rotate-token bench lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -119,6 +119,10 @@ redrive: $(STAMP) ## move the dead-letter queue back to the inbound queue (Start
 
 inspect-dlq: $(STAMP) ## show what is in the dead-letter queue and why it failed (masked)
 	$(PY) -m tools.dlq inspect $(ARGS)
+
+WAMID ?=
+trace: $(STAMP) ## where is my message? WAMID=<inbound wamid> (ARGS=--local: in `make run`)
+	$(PY) -m tools.trace "$(WAMID)" $(ARGS)
 
 rotate-token: $(STAMP) ## put a new access token (read from stdin, not echoed) into the secret
 	@$(PY) -m tools.rotate_token $(ARGS)

@@ -17,6 +17,8 @@ CONSUMER_HANDLER: Final = "functions.consumer.app.handler"
 # name the deployed resources, so several stacks can live in one account).
 INBOUND_QUEUE_NAME: Final = "whatsapp-relay-inbound.fifo"
 DEAD_LETTER_QUEUE_NAME: Final = "whatsapp-relay-inbound-dlq.fifo"
+STATUS_QUEUE_NAME: Final = "whatsapp-relay-statuses"
+STATUS_DEAD_LETTER_QUEUE_NAME: Final = "whatsapp-relay-statuses-dlq"
 IDEMPOTENCY_TABLE_NAME: Final = "whatsapp-relay-idempotency"
 SECRET_NAME: Final = "whatsapp-relay/credentials"  # noqa: S105 - a name, not a secret
 
@@ -38,6 +40,12 @@ DLQ_RETENTION_DAYS: Final = 14
 INBOUND_RETENTION_DAYS: Final = 4
 CONSUMER_BATCH_SIZE: Final = 10
 DEFAULT_MAX_CONCURRENCY: Final = 5
+# The status queue (standard): its own event source on the consumer, with its own concurrency,
+# so a flood of statuses cannot hold back the replies to customers ("Statuses on a standard
+# queue of their own, same consumer" in docs/decisions.md).
+STATUS_BATCH_SIZE: Final = 10
+STATUS_MAX_CONCURRENCY: Final = 2
+STATUS_RETENTION_DAYS: Final = 4
 
 # Idempotency table schema (contract).
 IDEMPOTENCY_PARTITION_KEY: Final = "id"
@@ -102,3 +110,6 @@ OUTPUT_SECRET_ARN: Final = "SecretArn"  # noqa: S105 - an output key
 OUTPUT_CONSUMER_LOG_GROUP: Final = "ConsumerLogGroupName"
 OUTPUT_INGEST_LOG_GROUP: Final = "IngestLogGroupName"
 OUTPUT_ACCESS_LOG_GROUP: Final = "ApiAccessLogGroupName"
+OUTPUT_TABLE_NAME: Final = "IdempotencyTableName"  # the ledger (make trace reads it)
+OUTPUT_STATUS_QUEUE_URL: Final = "StatusQueueUrl"
+OUTPUT_STATUS_DLQ_URL: Final = "StatusDeadLetterQueueUrl"

@@ -37,10 +37,19 @@ from functions.common.names import (
     METRIC_GRAPH_API_ERROR_CLASS,
     METRIC_HANDLER_LATENCY,
     METRIC_INVALID_SIGNATURE,
+    METRIC_LATE_FAILURE_CLASS,
+    METRIC_LATE_FAILURES,
+    METRIC_LATE_FALLBACKS,
     METRIC_MESSAGES_QUEUED,
     METRIC_READ_RECEIPT_SENT,
+    METRIC_REPLIES_DELIVERED,
+    METRIC_REPLIES_READ,
+    METRIC_REPLIES_RESENT,
+    METRIC_REPLY_DELIVERY_LATENCY,
     METRIC_REPLY_SENT,
     METRIC_REPLY_UNCERTAIN,
+    METRIC_STATUSES_QUEUED,
+    METRIC_STATUSES_UNMATCHED,
 )
 from infra.constants import (
     ACK_LATENCY_BREACHING_WINDOWS,
@@ -65,6 +74,8 @@ class MonitoredResources:
     consumer: lambda_.IFunction
     queue: sqs.IQueue
     dead_letter_queue: sqs.IQueue
+    status_queue: sqs.IQueue
+    status_dead_letter_queue: sqs.IQueue
     table: dynamodb.ITable
     table_operations: Sequence[str]  # what the consumer calls on the table: GetItem, ...
 
@@ -200,6 +211,28 @@ class Monitoring(Construct):
             period=_WINDOW,
         )
 
+    def _late_failures_needing_attention(self) -> cw.MathExpression:
+        """Late failures (a reply's `failed` status) of the classes that need a human: auth/config
+        and quality/policy, summed per 5 minutes (each series filled: one alone must alarm)."""
+        series = {
+            name: self.custom(
+                METRIC_LATE_FAILURE_CLASS,
+                CONSUMER_SERVICE,
+                period=_WINDOW,
+                dimensions={DIM_ERROR_CLASS: error_class},
+            )
+            for name, error_class in (
+                ("auth", ERROR_CLASS_AUTH_CONFIG),
+                ("policy", ERROR_CLASS_QUALITY_POLICY),
+            )
+        }
+        return cw.MathExpression(
+            expression=" + ".join(f"FILL({name}, 0)" for name in series),
+            using_metrics=series,
+            label="late auth/config and quality/policy failures",
+            period=_WINDOW,
+        )
+
     # --- alarms -------------------------------------------------------------------------------
 
     def _alarm_name(self, name: str) -> str:
@@ -284,6 +317,22 @@ class Monitoring(Construct):
                 ),
                 threshold=1,
                 what="Meta restricted the number or account for quality or policy reasons.",
+            ),
+            self._alarm(
+                "LateFailuresNeedAttention",
+                self._late_failures_needing_attention(),
+                threshold=1,
+                what="Meta accepted replies, then reported them failed with an auth/config or "
+                "quality/policy code (a late failure): they are resent slowly until someone acts.",
+            ),
+            self._alarm(
+                "StatusDeadLetterQueueNotEmpty",
+                r.status_dead_letter_queue.metric_approximate_number_of_messages_visible(
+                    period=_MINUTE, statistic=cw.Stats.MAXIMUM
+                ),
+                threshold=1,
+                what="A status of one of our replies kept failing and went to the status DLQ: "
+                "that reply's state (and a late failure's follow-up) may be stale.",
             ),
             self._alarm(
                 "RepliesUncertain",
@@ -435,6 +484,64 @@ class Monitoring(Construct):
                 left=[
                     self._by_error_code(METRIC_GRAPH_API_ERROR, CONSUMER_SERVICE, "Graph API"),
                     self._by_error_code(METRIC_DELIVERY_FAILED, INGEST_SERVICE, "delivery"),
+                ],
+                width=12,
+            ),
+        )
+        dashboard.add_widgets(
+            cw.GraphWidget(
+                title="Replies on the customers' phones / min",
+                left=[
+                    self.custom(METRIC_REPLY_SENT, CONSUMER_SERVICE, label="sent (accepted)"),
+                    self.custom(METRIC_REPLIES_DELIVERED, CONSUMER_SERVICE, label="delivered"),
+                    self.custom(METRIC_REPLIES_READ, CONSUMER_SERVICE, label="read"),
+                    self.custom(METRIC_LATE_FALLBACKS, CONSUMER_SERVICE, label="late fallbacks"),
+                    self.custom(METRIC_REPLIES_RESENT, CONSUMER_SERVICE, label="resent"),
+                ],
+                right=[
+                    cw.Metric(
+                        namespace=self._namespace,
+                        metric_name=METRIC_REPLY_DELIVERY_LATENCY,
+                        dimensions_map={DIM_SERVICE: CONSUMER_SERVICE},
+                        statistic=cw.Stats.p(percentile),
+                        period=_MINUTE,
+                        label=f"customer's message -> reply delivered p{percentile} (ms)",
+                    )
+                    for percentile in (50, 99)
+                ],
+                width=12,
+            ),
+            cw.GraphWidget(
+                title="Late failures by ErrorCode / min (a reply Meta accepted, then failed)",
+                left=[self._by_error_code(METRIC_LATE_FAILURES, CONSUMER_SERVICE, "late")],
+                width=12,
+            ),
+        )
+        dashboard.add_widgets(
+            cw.GraphWidget(
+                title="Status queue",
+                left=[
+                    self.custom(METRIC_STATUSES_QUEUED, INGEST_SERVICE, label="statuses queued"),
+                    self.custom(
+                        METRIC_STATUSES_UNMATCHED, CONSUMER_SERVICE, label="not ours (dropped)"
+                    ),
+                    r.status_queue.metric_approximate_number_of_messages_visible(
+                        period=_MINUTE, statistic=cw.Stats.MAXIMUM, label="waiting"
+                    ),
+                ],
+                right=[
+                    r.status_queue.metric_approximate_age_of_oldest_message(
+                        period=_MINUTE, statistic=cw.Stats.MAXIMUM, label="oldest status (s)"
+                    )
+                ],
+                width=12,
+            ),
+            cw.GraphWidget(
+                title="Status dead-letter queue (should be 0)",
+                left=[
+                    r.status_dead_letter_queue.metric_approximate_number_of_messages_visible(
+                        period=_MINUTE, statistic=cw.Stats.MAXIMUM, label="statuses"
+                    )
                 ],
                 width=12,
             ),

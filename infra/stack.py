@@ -30,6 +30,7 @@ from functions.common.names import (
     ENV_REPLY_HANDLER,
     ENV_REPLY_RULES_PATH,
     ENV_SECRET_ID,
+    ENV_STATUS_QUEUE_URL,
     EVENT_DETAIL_MINIMAL,
     INGEST_SERVICE,
     MAX_BURST_WINDOW_SECONDS,
@@ -61,12 +62,17 @@ from infra.constants import (
     OUTPUT_INGEST_LOG_GROUP,
     OUTPUT_QUEUE_URL,
     OUTPUT_SECRET_ARN,
+    OUTPUT_STATUS_DLQ_URL,
+    OUTPUT_STATUS_QUEUE_URL,
+    OUTPUT_TABLE_NAME,
     OUTPUT_WEBHOOK_URL,
+    STATUS_BATCH_SIZE,
+    STATUS_MAX_CONCURRENCY,
 )
 from infra.function_factory import LOG_LEVELS, FunctionDefaults, python_function
 from infra.monitoring import MonitoredResources, Monitoring
 from infra.nag import acknowledge
-from infra.queueing import InboundQueues
+from infra.queueing import InboundQueues, StatusQueues
 from infra.reply_handler_check import locate_handler
 from infra.reply_rules_check import check_reply_rules, deployed_path
 from infra.state import CredentialsSecret, IdempotencyTable
@@ -169,6 +175,12 @@ class WhatsAppRelayStack(Stack):
             max_receive_count=props.max_receive_count,
             removal_policy=data_removal,
         )
+        statuses = StatusQueues(
+            self,
+            "Statuses",
+            max_receive_count=props.max_receive_count,
+            removal_policy=data_removal,
+        )
         table = IdempotencyTable(self, "Idempotency", removal_policy=data_removal).table
         secret = CredentialsSecret(self, "Credentials", removal_policy=data_removal).secret
 
@@ -183,11 +195,12 @@ class WhatsAppRelayStack(Stack):
             "Ingest",
             handler=INGEST_HANDLER,
             service_name=INGEST_SERVICE,
-            description="whatsapp-relay ingest: verify the webhook, queue each message",
+            description="whatsapp-relay ingest: verify the webhook, queue each message and status",
             memory_mb=INGEST_MEMORY_MB,
             timeout_seconds=INGEST_TIMEOUT_SECONDS,
             environment={
                 ENV_QUEUE_URL: queues.queue.queue_url,
+                ENV_STATUS_QUEUE_URL: statuses.queue.queue_url,
                 ENV_SECRET_ID: secret.secret_arn,
             },
             defaults=defaults,
@@ -197,11 +210,12 @@ class WhatsAppRelayStack(Stack):
             "Consumer",
             handler=CONSUMER_HANDLER,
             service_name=CONSUMER_SERVICE,
-            description="whatsapp-relay consumer: mark read and reply through the Graph API",
+            description="whatsapp-relay consumer: mark read, reply, follow the replies' statuses",
             memory_mb=CONSUMER_MEMORY_MB,
             timeout_seconds=CONSUMER_TIMEOUT_SECONDS,
             environment={
                 ENV_QUEUE_URL: queues.queue.queue_url,
+                ENV_STATUS_QUEUE_URL: statuses.queue.queue_url,
                 ENV_DEAD_LETTER_QUEUE_URL: queues.dead_letter_queue.queue_url,
                 ENV_MAX_ATTEMPTS: str(props.max_attempts),
                 ENV_SECRET_ID: secret.secret_arn,
@@ -228,6 +242,7 @@ class WhatsAppRelayStack(Stack):
         )
         # Least privilege, spelled out: each statement is exactly what the code calls.
         queues.queue.grant(ingest.function, "sqs:SendMessage")  # SendMessageBatch included
+        statuses.queue.grant(ingest.function, "sqs:SendMessage")
         for fn in (ingest.function, consumer.function):
             fn.add_to_role_policy(
                 iam.PolicyStatement(
@@ -256,6 +271,16 @@ class WhatsAppRelayStack(Stack):
                 max_concurrency=props.consumer_max_concurrency,
             )
         )
+        # Statuses: their own event source, so their volume never takes the conversations'
+        # batches; the same grant, on the status queue.
+        consumer.function.add_event_source(
+            event_sources.SqsEventSource(
+                statuses.queue,
+                batch_size=STATUS_BATCH_SIZE,
+                report_batch_item_failures=True,
+                max_concurrency=STATUS_MAX_CONCURRENCY,
+            )
+        )
         for relay_function in (ingest, consumer):
             acknowledge(
                 relay_function.role,
@@ -282,6 +307,8 @@ class WhatsAppRelayStack(Stack):
                 consumer=consumer.function,
                 queue=queues.queue,
                 dead_letter_queue=queues.dead_letter_queue,
+                status_queue=statuses.queue,
+                status_dead_letter_queue=statuses.dead_letter_queue,
                 table=table,
                 table_operations=list(TABLE_OPERATIONS),
             ),
@@ -293,6 +320,7 @@ class WhatsAppRelayStack(Stack):
         )
 
         self.queues = queues
+        self.statuses = statuses
         self.table = table
         self.secret = secret
         self.ingest = ingest
@@ -311,6 +339,12 @@ class WhatsAppRelayStack(Stack):
             OUTPUT_ALARM_RECIPIENT: (alarm_recipient(props.alarm_email), "Who the alarms reach"),
             OUTPUT_QUEUE_URL: (queues.queue.queue_url, "Inbound FIFO queue"),
             OUTPUT_DLQ_URL: (queues.dead_letter_queue.queue_url, "Dead-letter FIFO queue"),
+            OUTPUT_STATUS_QUEUE_URL: (statuses.queue.queue_url, "Status queue (standard)"),
+            OUTPUT_STATUS_DLQ_URL: (
+                statuses.dead_letter_queue.queue_url,
+                "The status queue's dead-letter queue",
+            ),
+            OUTPUT_TABLE_NAME: (table.table_name, "The consumer's ledger (make trace reads it)"),
             OUTPUT_SECRET_ARN: (secret.secret_arn, "Fill with put-secret-value (docs/deploy.md)"),
             OUTPUT_INGEST_LOG_GROUP: (ingest.log_group.log_group_name, "Ingest function logs"),
             OUTPUT_CONSUMER_LOG_GROUP: (consumer.log_group.log_group_name, "Consumer logs"),

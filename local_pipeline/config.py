@@ -11,6 +11,7 @@
 | `FAKE_GRAPH_PORT` | `0` (a free port) | port of the fake Graph API on 127.0.0.1 |
 | `LOG_LEVEL` | `INFO` | level of the handlers' JSON logs (written under `.local/logs/`) |
 | `LOCAL_STATE_DIR` | `.local` | where the logs and `pipeline.json` (where `make run` is) go |
+| `FAKE_GRAPH_STATUSES` | `sent,delivered,read` | statuses the fake sends back per reply |
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ ENV_VERIFY_TOKEN = "WHATSAPP_VERIFY_TOKEN"  # noqa: S105 - a variable name
 ENV_ACCESS_TOKEN = "WHATSAPP_ACCESS_TOKEN"  # noqa: S105 - a variable name
 ENV_FAKE_GRAPH_PORT = "FAKE_GRAPH_PORT"
 ENV_STATE_DIR = "LOCAL_STATE_DIR"
+ENV_FAKE_GRAPH_STATUSES = "FAKE_GRAPH_STATUSES"
+FAKE_STATUS_NAMES = frozenset({"sent", "delivered", "read", "played", "failed"})
+DEFAULT_FAKE_STATUSES = ("sent", "delivered", "read")
 
 DEFAULT_PORT = 3000
 # Well-known, local-only defaults: they protect nothing and are printed on start.
@@ -87,6 +91,7 @@ class LocalConfig:
     fake_graph_port: int = 0
     log_level: str = DEFAULT_LOG_LEVEL
     state_dir: Path = DEFAULT_STATE_DIR
+    fake_statuses: tuple[str, ...] = DEFAULT_FAKE_STATUSES
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> LocalConfig:
@@ -105,11 +110,28 @@ class LocalConfig:
             fake_graph_port=_port(environ, ENV_FAKE_GRAPH_PORT, 0),
             log_level=(environ.get(ENV_LOG_LEVEL) or DEFAULT_LOG_LEVEL).upper(),
             state_dir=Path(environ.get(ENV_STATE_DIR) or DEFAULT_STATE_DIR),
+            fake_statuses=_statuses(environ),
         )
 
     @property
     def log_dir(self) -> Path:
         return self.state_dir / "logs"
+
+
+def _statuses(environ: Mapping[str, str]) -> tuple[str, ...]:
+    raw = (environ.get(ENV_FAKE_GRAPH_STATUSES) or "").strip().lower()
+    if not raw:
+        return DEFAULT_FAKE_STATUSES
+    if raw == "none":
+        return ()
+    names = tuple(name.strip() for name in raw.split(",") if name.strip())
+    unknown = [name for name in names if name not in FAKE_STATUS_NAMES]
+    if unknown:
+        raise LocalConfigError(
+            f"{ENV_FAKE_GRAPH_STATUSES} takes statuses from {sorted(FAKE_STATUS_NAMES)} or "
+            f"'none', not {unknown[0]!r}"
+        )
+    return names
 
 
 def _port(environ: Mapping[str, str], name: str, default: int) -> int:

@@ -99,7 +99,11 @@ class Console:
             self.event("received", "green", f"{summary} {timing}")
             return
         counts = f"{len(delivery.messages)} message(s), {len(delivery.statuses)} status(es)"
-        self.event("received", "green", f"{summary} {counts} {timing}")
+        statuses_only = bool(delivery.statuses) and not (
+            delivery.messages or delivery.errors or delivery.ignored_fields
+        )
+        if not statuses_only:  # a status alone is one line: its own, below
+            self.event("received", "green", f"{summary} {counts} {timing}")
         for received in delivery.messages:
             message = received.message
             self._received_at.setdefault(message.wamid, exchange.received_at)
@@ -116,7 +120,7 @@ class Console:
                 "dim",
                 f"{status.status} for our msg {short_id(status.wamid)} to "
                 f"{mask_phone(status.recipient_key)}{' codes ' + codes if codes else ''}"
-                " (no reply)",
+                " (never answered)" + (f" {timing}" if statuses_only else ""),
             )
         for error in delivery.errors:
             self.event("webhook", "yellow", f"value-level error code {error.code_label}")
@@ -166,6 +170,9 @@ class Console:
     def _consumer_log(self, document: Mapping[str, Any]) -> None:
         fields = dict(document.get("fields") or {})
         level = document.get("level")
+        if fields.get("reply_wamid") and fields.get("status") and fields.get("result"):
+            self._status_log(str(document.get("message")), fields)
+            return
         wamid = fields.get("wamid")
         tag = f"msg {short_id(str(wamid))} " if wamid else ""
         result = fields.get("result")
@@ -188,6 +195,35 @@ class Console:
         color = "red" if level in ("ERROR", "CRITICAL") else "yellow"
         self.event("consumer", color, f"{tag}{document.get('message')} {details}".strip())
 
+    def _status_log(self, message: str, fields: Mapping[str, Any]) -> None:
+        """What following a status did to one of our replies (one consumer line per status)."""
+        reply = f"reply {short_id(str(fields['reply_wamid']))}"
+        of = f" of msg {short_id(str(fields['wamid']))}" if fields.get("wamid") else ""
+        status = fields["status"]
+        if message == "reply status changed":
+            latency = fields.get("delivery_latency_ms")
+            felt = (
+                f", {int(latency) / 1000:.0f} s after the customer's message"
+                if isinstance(latency, int | float)
+                else ""
+            )
+            change = f"{fields.get('previous_state')} -> {fields.get('reply_state')}"
+            self.event("status", "green", f"{reply}{of}: {change}{felt}")
+        elif message == "reply failed after it was sent":
+            code = fields.get("error_code") or "?"
+            follow_up = fields.get("follow_up")
+            what = {
+                "sent": f"{fields.get('follow_up_kind')} sent as "
+                f"{short_id(str(fields.get('follow_up_wamid') or ''))}",
+                "retry": f"{fields.get('follow_up_kind')} refused, retry in "
+                f"{fields.get('visibility_timeout_seconds')} s",
+            }.get(str(follow_up), str(fields.get("follow_up_reason") or follow_up))
+            color = "yellow" if follow_up in ("sent", "not_needed", "retry") else "red"
+            self.event("late", color, f"{reply}{of} failed {code}: {what}")
+        elif message == "status of no reply we know":
+            action = "looking again" if fields.get("result") == "retry" else "dropped"
+            self.event("status", "dim", f"{status} for {reply}: not a reply we know ({action})")
+
     def _batch(self, document: Mapping[str, Any]) -> None:
         if document.get("error"):
             self.event(
@@ -199,6 +235,8 @@ class Console:
                 f"msg {short_id(record.get('wamid'))} {record.get('message_type') or '?'} "
                 f"from {record.get('sender') or '<none>'}"
             )
+            if record.get("status"):
+                label = f"status {record['status']} of reply {short_id(record.get('wamid'))}"
             attempt = record.get("receive_count")
             if record.get("succeeded"):
                 continue  # deleted from the queue; the outcome line says how it ended

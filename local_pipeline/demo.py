@@ -1,10 +1,12 @@
 """`make demo`: drive a running `make run` with every kind of webhook and check the replies.
 
 Sends signed webhooks of every inbound message type, a status, a duplicate (the same wamid
-twice: once at once, once after its reply) and a message whose first reply Meta rate-limits
-(the fake Graph API is scripted to answer 130429 once), then reads the fake Graph API's record
-until the replies settle (bounded), prints what happened and exits non-zero if any expected
-reply is missing or duplicated, or if anything got a reply it should not have.
+twice: once at once, once after its reply), a message whose first reply Meta rate-limits (the
+fake Graph API is scripted to answer 130429 once) and one whose reply Meta accepts and then
+reports failed with 131047, twice (the window closed: the fallback template must follow,
+exactly once), then reads the fake Graph API's record until the replies settle (bounded), prints
+what happened and exits non-zero if any expected reply is missing or duplicated, or if anything
+got a reply it should not have.
 
 Every wamid is fresh, so the demo can run again and again against the same `make run`. It finds
 that pipeline through the state file `make run` writes (`.local/pipeline.json`) and reads the app
@@ -55,6 +57,7 @@ class Case:
     body: bytes
     expect_reply: bool
     rate_limited: bool = False
+    late_failure: bool = False  # the reply fails late with 131047: one template must follow
 
 
 @dataclass
@@ -295,6 +298,7 @@ class Demo:
         self.script("send", [{"type": "meta_error", "code": 130429}])
         self.post(rate_limited.body)
         self._wait(lambda calls: _sends(calls, rate_limited.wamid, ok=False) >= 1, "the 130429")
+        late = self._late_failure_case()
 
         for case in cases:
             self.post(case.body)
@@ -302,7 +306,7 @@ class Demo:
         self.post(duplicate.body)  # a quick redelivery, as Meta does
         status_wamid = new_wamid("outbound")
         self.post(encode(status_delivery(status_wamid, "delivered")))
-        all_cases = [rate_limited, *cases]
+        all_cases = [rate_limited, late, *cases]
         self._settle(all_cases)
         self.post(duplicate.body)  # a late redelivery, after the reply: idempotency's job
         self._settle(all_cases)
@@ -312,6 +316,28 @@ class Demo:
         stray = [call for call in calls if _mentions(call, status_wamid)]
         self._report(verdicts, duplicate, stray)
         return checks_ok and not stray and all(not verdict.problems for verdict in verdicts)
+
+    def _late_failure_case(self) -> Case:
+        """A reply Meta accepts and then reports failed with 131047, twice (its duplicate
+        delivery): alone, like the 130429, since the script answers the next send."""
+        late = Case(
+            "text, reply failed late (131047) twice",
+            "text",
+            new_wamid("late"),
+            b"",
+            expect_reply=True,
+            late_failure=True,
+        )
+        late.body = encode(
+            message_delivery(
+                {"id": late.wamid, "type": "text", "text": {"body": "Hello again?"}},
+                sender="16505552998",
+            )
+        )
+        self.script("send", [{"type": "late_failure", "code": 131047, "repeat": 2}])
+        self.post(late.body)
+        self._wait(lambda calls: _templates(calls, late.wamid) >= 1, "the late 131047's template")
+        return late
 
     def _check_http_edges(self) -> bool:
         token = self.info["verify_token"]
@@ -387,10 +413,14 @@ def judge(case: Case, calls: Sequence[Mapping[str, Any]]) -> Verdict:
     )
     if verdict.reads_ok < 1:
         verdict.problems.append("no read receipt")
+    templates = _templates(calls, case.wamid)
+    expected = 2 if case.late_failure else 1  # a late 131047: the reply, then one template
     if case.expect_reply and verdict.sends_ok == 0:
         verdict.problems.append("reply missing")
-    if case.expect_reply and verdict.sends_ok > 1:
+    if case.expect_reply and verdict.sends_ok > expected:
         verdict.problems.append(f"{verdict.sends_ok} replies (duplicated)")
+    if case.late_failure and templates != 1:
+        verdict.problems.append(f"{templates} templates after the late 131047 (expected 1)")
     if not case.expect_reply and verdict.sends_ok:
         verdict.problems.append("replied, but this type gets no reply")
     if case.rate_limited and verdict.sends_refused < 1:
@@ -414,6 +444,17 @@ def _sends(calls: Sequence[Mapping[str, Any]], wamid: str, *, ok: bool) -> int:
         for call in calls
         if call.get("kind") == "send"
         and (call.get("answer") == "ok") == ok
+        and replied_to(call.get("json") or {}) == wamid
+    )
+
+
+def _templates(calls: Sequence[Mapping[str, Any]], wamid: str) -> int:
+    return sum(
+        1
+        for call in calls
+        if call.get("kind") == "send"
+        and call.get("answer") == "ok"
+        and (call.get("json") or {}).get("type") == "template"
         and replied_to(call.get("json") or {}) == wamid
     )
 

@@ -32,6 +32,9 @@ from infra.constants import (
     INBOUND_QUEUE_NAME,
     INBOUND_RETENTION_DAYS,
     SECRET_NAME,
+    STATUS_DEAD_LETTER_QUEUE_NAME,
+    STATUS_QUEUE_NAME,
+    STATUS_RETENTION_DAYS,
     VISIBILITY_TIMEOUT_SECONDS,
 )
 from local_pipeline.config import LOCAL_AWS_ENV, LOCAL_REGION
@@ -49,9 +52,11 @@ class LocalResources:
     table_name: str
     secret_id: str
     max_receive_count: int
+    status_queue_url: str = ""
+    status_dlq_url: str = ""
 
 
-def aws_client(service: str, endpoint: str) -> Any:
+def aws_client(service: str, endpoint: str, region: str = LOCAL_REGION) -> Any:
     """A boto3 client for moto's server with the local (fake) credentials."""
     import boto3
 
@@ -59,7 +64,7 @@ def aws_client(service: str, endpoint: str) -> Any:
     return make_client(
         service,
         endpoint_url=endpoint,
-        region_name=LOCAL_REGION,
+        region_name=region,
         aws_access_key_id=LOCAL_AWS_ENV["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=LOCAL_AWS_ENV["AWS_SECRET_ACCESS_KEY"],
         aws_session_token=LOCAL_AWS_ENV["AWS_SESSION_TOKEN"],
@@ -126,6 +131,8 @@ def create_resources(
         table_name=table_name,
         secret_id=secret_name,
         max_receive_count=max_receive_count,
+        status_queue_url=queues.status_queue_url,
+        status_dlq_url=queues.status_dlq_url,
     )
 
 
@@ -134,6 +141,8 @@ class Queues:
     queue_url: str
     queue_arn: str
     dlq_url: str
+    status_queue_url: str = ""
+    status_dlq_url: str = ""
 
 
 def create_queues(
@@ -144,7 +153,8 @@ def create_queues(
     name_suffix: str = "",
     sqs: Any = None,
 ) -> Queues:
-    """The inbound FIFO queue and its FIFO dead-letter queue, with the stack's redrive policy."""
+    """The inbound FIFO queue and its FIFO dead-letter queue, with the stack's redrive policy;
+    the standard status queue and its dead-letter queue."""
     sqs = sqs or aws_client("sqs", endpoint)
     dlq_name = _suffixed(DEAD_LETTER_QUEUE_NAME, name_suffix)
     queue_name = _suffixed(INBOUND_QUEUE_NAME, name_suffix)
@@ -172,8 +182,31 @@ def create_queues(
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
         "Attributes"
     ]["QueueArn"]
+    status_dlq_url = sqs.create_queue(
+        QueueName=_suffixed(STATUS_DEAD_LETTER_QUEUE_NAME, name_suffix),
+        Attributes={"MessageRetentionPeriod": str(DLQ_RETENTION_DAYS * SECONDS_PER_DAY)},
+    )["QueueUrl"]
+    status_dlq_arn = sqs.get_queue_attributes(QueueUrl=status_dlq_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    status_queue_url = sqs.create_queue(
+        QueueName=_suffixed(STATUS_QUEUE_NAME, name_suffix),
+        Attributes={
+            "VisibilityTimeout": str(visibility_timeout_seconds),
+            "MessageRetentionPeriod": str(STATUS_RETENTION_DAYS * SECONDS_PER_DAY),
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": status_dlq_arn, "maxReceiveCount": max_receive_count}
+            ),
+        },
+    )["QueueUrl"]
 
-    return Queues(queue_url=queue_url, queue_arn=queue_arn, dlq_url=dlq_url)
+    return Queues(
+        queue_url=queue_url,
+        queue_arn=queue_arn,
+        dlq_url=dlq_url,
+        status_queue_url=status_queue_url,
+        status_dlq_url=status_dlq_url,
+    )
 
 
 def _suffixed(name: str, suffix: str) -> str:

@@ -12,7 +12,12 @@ Used by the consumer's tests, the benchmarks, `make run` and `make demo`. It spe
   error 190 (checked before the script, and not consuming it);
 - scripted answers (`enqueue`) are consumed in order by the next matching call: any Meta error
   code in Meta's real error shape, a 5xx with an HTML body, a hang, a connection reset, an
-  answer given as raw bytes (any header, any body), an answer dripped one byte at a time.
+  answer given as raw bytes (any header, any body), an answer dripped one byte at a time, or an
+  accepted send that fails later (`late_failure`: 200 now, a `failed` status webhook after);
+- with `send_statuses(webhook_url, app_secret)` every accepted send is followed, as Meta does,
+  by status webhooks for its wamid (default sent -> delivered -> read), POSTed to the webhook in
+  Meta's shape (`recipient_id` or `recipient_user_id`, no `pricing`) and signed with the app
+  secret (`X-Hub-Signature-256`).
 
 In-process:
 
@@ -26,9 +31,12 @@ Out of process (`python -m local_pipeline.fake_graph --port 8081`), the same con
 `POST /__fake/script` with `{"kind": "send", "answers": [{"type": "meta_error", "code": 130429},
 {"type": "http_error", "status": 503}, {"type": "hang", "seconds": 5},
 {"type": "reset_connection"}, {"type": "drip", "seconds_per_byte": 0.5},
-{"type": "raw", "data": "HTTP/1.1 503 …\\r\\n…"}, {"type": "ok"}]}` (optionally
-`"to": "<wa_id or BSUID>"` to script sends to one recipient only), `GET /__fake/requests` (a JSON
-list) and `POST /__fake/reset`. It only ever binds a loopback address.
+{"type": "raw", "data": "HTTP/1.1 503 …\\r\\n…"}, {"type": "late_failure", "code": 131047,
+"repeat": 1}, {"type": "ok"}]}` (optionally `"to": "<wa_id or BSUID>"` to script sends to one
+recipient only), `POST /__fake/statuses` with `{"url": "<webhook>", "appSecret": "…", "sequence":
+["sent", "delivered", "read"], "delaySeconds": 0.2}` (or `{"url": null}`: none),
+`GET /__fake/statuses` (the webhooks posted, with the answers they got), `GET /__fake/requests`
+(a JSON list) and `POST /__fake/reset`. It only ever binds a loopback address.
 """
 
 from __future__ import annotations
@@ -42,11 +50,15 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Mapping
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Literal
+
+from functions.domain.ingest.signature import sign
 
 Kind = Literal["read", "send", "other"]
 ScriptKind = Literal["read", "send", "any"]
@@ -94,10 +106,12 @@ _TITLES: Mapping[int, str] = {
 @dataclass(frozen=True, slots=True)
 class Answer:
     """One scripted answer. Build them with `ok()`, `meta_error()`, `http_error()`, `hang()`,
-    `reset_connection()`, `raw_answer()` and `drip()`; `Answer.from_json` reads the control
-    endpoint's form."""
+    `reset_connection()`, `raw_answer()`, `drip()` and `late_failure()`; `Answer.from_json`
+    reads the control endpoint's form."""
 
-    type: Literal["ok", "meta_error", "http_error", "hang", "reset_connection", "raw"]
+    type: Literal[
+        "ok", "meta_error", "http_error", "hang", "reset_connection", "raw", "late_failure"
+    ]
     status: int = 200
     code: int | None = None
     message: str | None = None
@@ -110,6 +124,7 @@ class Answer:
     seconds: float = 0.0
     raw: bytes = b""  # "raw": the whole HTTP answer, status line to body, exactly these bytes
     drip_from: int = 0  # "raw": bytes before this offset go at once, the rest one at a time
+    repeat: int = 1  # late_failure: how many times Meta delivers the failed status
 
     @classmethod
     def from_json(cls, document: Mapping[str, Any]) -> Answer:
@@ -221,6 +236,98 @@ def drip(
     )
 
 
+def late_failure(code: int, *, repeat: int = 1) -> Answer:
+    """Accept the send (200, a wamid), then report it `failed` with Meta's `code` as a status
+    webhook (`repeat` times, as Meta's duplicate deliveries do) - the way 131047 usually comes.
+    Needs `send_statuses` to know where to post."""
+    return Answer(type="late_failure", code=code, repeat=max(1, repeat))
+
+
+# --- status webhooks -----------------------------------------------------------------------------
+
+DEFAULT_STATUS_SEQUENCE = ("sent", "delivered", "read")
+DEFAULT_STATUS_DELAY_SECONDS = 0.2
+FAKE_WABA_ID = "102290129340398"
+FAKE_DISPLAY_NUMBER = "15550783881"
+STATUS_POST_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class StatusWebhooks:
+    """Where and how the fake reports what became of the messages it accepted."""
+
+    url: str
+    app_secret: str = field(repr=False)
+    sequence: tuple[str, ...] = DEFAULT_STATUS_SEQUENCE
+    delay_seconds: float = DEFAULT_STATUS_DELAY_SECONDS
+
+
+@dataclass(frozen=True, slots=True)
+class PostedStatus:
+    wamid: str
+    status: str
+    http_status: int | None  # None: the webhook could not be reached
+    error_code: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "wamid": self.wamid,
+            "status": self.status,
+            "http_status": self.http_status,
+            "error_code": self.error_code,
+        }
+
+
+def status_webhook(
+    wamid: str,
+    status: str,
+    *,
+    phone_number_id: str,
+    recipient: Mapping[str, Any],
+    timestamp: int,
+    error_code: int | None = None,
+) -> dict[str, Any]:
+    """One `statuses[]` delivery in Meta's shape: `recipient_id` (a phone) or, for a message
+    sent to a username, `recipient_user_id`; no `pricing` or `conversation`."""
+    entry: dict[str, Any] = {"id": wamid, "status": status, "timestamp": str(timestamp)}
+    if recipient.get("to"):
+        entry["recipient_id"] = str(recipient["to"])
+    elif recipient.get("recipient"):
+        entry["recipient_id"] = ""
+        entry["recipient_user_id"] = str(recipient["recipient"])
+    if error_code is not None:
+        title = _TITLES.get(error_code, "Error")
+        entry["errors"] = [
+            {
+                "code": error_code,
+                "title": title,
+                "message": title,
+                "error_data": {"details": f"{title} (fake Graph API)"},
+            }
+        ]
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": FAKE_WABA_ID,
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {
+                                "display_phone_number": FAKE_DISPLAY_NUMBER,
+                                "phone_number_id": phone_number_id,
+                            },
+                            "statuses": [entry],
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class RawAnswerProgress:
     """How far a raw answer got: all `total` bytes, or `written` before the client hung up."""
@@ -263,6 +370,9 @@ _ANSWERS_FROM_JSON: Mapping[str, Callable[[Mapping[str, Any]], Answer]] = {
         seconds_per_byte=float(document.get("seconds_per_byte", 0.5)),
         headers_too=bool(document.get("headers_too", False)),
     ),
+    "late_failure": lambda document: late_failure(
+        int(document["code"]), repeat=int(document.get("repeat", 1))
+    ),
 }
 
 
@@ -300,6 +410,7 @@ class _State:
     requests: list[RecordedRequest] = field(default_factory=list)
     script: list[tuple[ScriptKind, str | None, Answer]] = field(default_factory=list)
     raw_answers: list[RawAnswerProgress] = field(default_factory=list)
+    posted: list[PostedStatus] = field(default_factory=list)
 
 
 # --- the server ----------------------------------------------------------------------------------
@@ -331,6 +442,7 @@ class FakeGraphApi:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._ids = itertools.count(1)
+        self.status_webhooks: StatusWebhooks | None = None
 
     # lifecycle ----------------------------------------------------------------------------------
 
@@ -436,6 +548,93 @@ class FakeGraphApi:
         with self._lock:
             self._state = _State()
 
+    # status webhooks ------------------------------------------------------------------------------
+
+    def send_statuses(
+        self,
+        url: str | None,
+        app_secret: str = "",
+        *,
+        sequence: Sequence[str] = DEFAULT_STATUS_SEQUENCE,
+        delay_seconds: float = DEFAULT_STATUS_DELAY_SECONDS,
+    ) -> None:
+        """Follow every accepted send with status webhooks to `url` (None: stop doing so)."""
+        self.status_webhooks = (
+            None
+            if url is None
+            else StatusWebhooks(url, app_secret, tuple(sequence), max(0.0, delay_seconds))
+        )
+
+    def posted_statuses(self) -> list[PostedStatus]:
+        with self._lock:
+            return list(self._state.posted)
+
+    def wait_for_statuses(self, count: int, *, timeout: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while len(self._state.posted) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._lock.wait(remaining)
+            return True
+
+    def _follow_with_statuses(self, wamid: str, request: RecordedRequest, answer: Answer) -> None:
+        webhooks = self.status_webhooks
+        if webhooks is None or not isinstance(request.json, dict):
+            return
+        plan: list[tuple[str, int | None]] = [(status, None) for status in webhooks.sequence]
+        if answer.type == "late_failure":
+            plan = [("failed", answer.code)] * answer.repeat
+        threading.Thread(
+            target=self._post_statuses,
+            args=(webhooks, wamid, request.phone_number_id or "", dict(request.json), plan),
+            name=f"statuses-{wamid[-8:]}",
+            daemon=True,
+        ).start()
+
+    def _post_statuses(
+        self,
+        webhooks: StatusWebhooks,
+        wamid: str,
+        phone_number_id: str,
+        body: Mapping[str, Any],
+        plan: Sequence[tuple[str, int | None]],
+    ) -> None:
+        for status, code in plan:
+            self._wait(webhooks.delay_seconds)
+            if self._stopping.is_set():
+                return
+            document = status_webhook(
+                wamid,
+                status,
+                phone_number_id=phone_number_id,
+                recipient=body,
+                timestamp=int(time.time()),
+                error_code=code,
+            )
+            payload = json.dumps(document, separators=(",", ":")).encode()
+            request = urllib.request.Request(
+                webhooks.url,
+                data=payload,
+                method="POST",
+                headers={
+                    "Content-Type": "application/json",
+                    "X-Hub-Signature-256": sign(payload, webhooks.app_secret),
+                },
+            )
+            http_status: int | None
+            try:
+                with urllib.request.urlopen(request, timeout=STATUS_POST_TIMEOUT_SECONDS) as answer:
+                    http_status = int(answer.status)
+            except urllib.error.HTTPError as error:
+                http_status = int(error.code)
+            except OSError:
+                http_status = None
+            with self._lock:
+                self._state.posted.append(PostedStatus(wamid, status, http_status, code))
+                self._lock.notify_all()
+
     # used by the request handler ----------------------------------------------------------------
 
     def _record_and_pick(self, request: RecordedRequest) -> Answer:
@@ -449,7 +648,9 @@ class FakeGraphApi:
                         break
                 else:
                     answer = (self.rule(request) if self.rule else None) or answer
-            self._state.requests.append(_with_answer(request, answer.type))
+            # A late failure is an accepted send: what the HTTP answer said is "ok".
+            recorded = "ok" if answer.type == "late_failure" else answer.type
+            self._state.requests.append(_with_answer(request, recorded))
             self._lock.notify_all()
             return answer
 
@@ -593,9 +794,11 @@ def _handler_for(graph: FakeGraphApi) -> type[BaseHTTPRequestHandler]:
                 )
                 return
             graph._wait(graph.latency_seconds)
-            self._answer(answer, kind, document)
+            self._answer(answer, kind, document, request)
 
-        def _answer(self, answer: Answer, kind: Kind, document: Any) -> None:
+        def _answer(
+            self, answer: Answer, kind: Kind, document: Any, request: RecordedRequest
+        ) -> None:
             if answer.type == "reset_connection":
                 self._reset()
                 return
@@ -625,11 +828,27 @@ def _handler_for(graph: FakeGraphApi) -> type[BaseHTTPRequestHandler]:
                     ),
                 )
             else:
-                self._send_json(200, _send_response(document, graph._next_message_id()))
+                wamid = graph._next_message_id()
+                self._send_json(200, _send_response(document, wamid))
+                graph._follow_with_statuses(wamid, request, answer)
 
         def _control(self, method: str, path: str, body: bytes) -> None:
             if method == "GET" and path == "/__fake/requests":
                 self._send_json(200, [request.to_json() for request in graph.requests])
+            elif method == "GET" and path == "/__fake/statuses":
+                self._send_json(200, [posted.to_json() for posted in graph.posted_statuses()])
+            elif method == "POST" and path == "/__fake/statuses":
+                document = _loads(body)
+                if not isinstance(document, dict) or "url" not in document:
+                    self._send_json(400, {"error": 'give {"url": <webhook URL or null>, ...}'})
+                    return
+                graph.send_statuses(
+                    document["url"],
+                    str(document.get("appSecret") or ""),
+                    sequence=document.get("sequence") or DEFAULT_STATUS_SEQUENCE,
+                    delay_seconds=float(document.get("delaySeconds", DEFAULT_STATUS_DELAY_SECONDS)),
+                )
+                self._send_json(200, {"statuses": document["url"] is not None})
             elif method == "POST" and path == "/__fake/reset":
                 graph.reset()
                 self._send_json(200, {"reset": True})

@@ -13,7 +13,9 @@ Semantics kept from Lambda's event source mapping with `ReportBatchItemFailures`
   of that group is handed out.
 
 `python -m local_pipeline.poller` is the consumer's "execution environment" that `make run`
-starts as a child process with the consumer's environment. It reads wake-up lines on stdin
+starts as a child process with the consumer's environment. It polls the inbound FIFO queue and,
+when `STATUS_QUEUE_URL` is set, the status queue (two event sources of one function, one
+invocation at a time, as in one Lambda execution environment). It reads wake-up lines on stdin
 (EOF: stop) and writes one JSON event per line on stdout for the console; the handler's own logs
 go to the file named by `LOCAL_LOG_FILE`.
 """
@@ -38,6 +40,7 @@ from infra.constants import (
     CONSUMER_HANDLER,
     CONSUMER_MEMORY_MB,
     CONSUMER_TIMEOUT_SECONDS,
+    STATUS_BATCH_SIZE,
 )
 from local_pipeline.config import local_function_arn
 
@@ -69,6 +72,7 @@ class RecordOutcome:
     sender: str | None = None  # masked
     message_type: str | None = None
     visibility_timeout: int | None = None  # what the consumer set, if it changed it
+    status: str | None = None  # a status record: which status (wamid is then our reply's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,12 +282,17 @@ def _outcome(
     message: Mapping[str, Any], succeeded: bool, visibility: Mapping[str, int]
 ) -> RecordOutcome:
     attributes = message.get("Attributes") or {}
-    wamid = sender = message_type = None
+    wamid = sender = message_type = status = None
     try:
         body = json.loads(message.get("Body") or "")
     except ValueError:
         body = None
-    if isinstance(body, Mapping):
+    if isinstance(body, Mapping) and body.get("kind") == "status":
+        raw_status = body.get("status")
+        if isinstance(raw_status, Mapping):
+            wamid = _str(raw_status.get("id"))
+            status = _str(raw_status.get("status"))
+    elif isinstance(body, Mapping):
         wamid = _str(body.get("wamid"))
         contact = body.get("contact")
         raw = body.get("message")
@@ -301,6 +310,7 @@ def _outcome(
         sender=sender,
         message_type=message_type,
         visibility_timeout=visibility.get(message["ReceiptHandle"]),
+        status=status,
     )
 
 
@@ -385,35 +395,65 @@ def main() -> None:
     warnings_logger.propagate = False
 
     from functions.adapters import aws
-    from functions.common.names import ENV_QUEUE_URL
+    from functions.common.names import ENV_QUEUE_URL, ENV_STATUS_QUEUE_URL
     from functions.common.observability import logger
 
-    handler = load_handler(CONSUMER_HANDLER)
+    handler = _one_at_a_time(load_handler(CONSUMER_HANDLER))
     logger.addHandler(_ConsumerLogToConsole(events))
-    stop, wake = threading.Event(), threading.Event()
+    stop = threading.Event()
+    wakes = [threading.Event(), threading.Event()]  # one per event source
 
     def read_parent() -> None:
         for _line in sys.stdin:
-            wake.set()
+            for wake in wakes:
+                wake.set()
         stop.set()  # EOF: the parent went away or asked us to stop
-        wake.set()
+        for wake in wakes:
+            wake.set()
 
     threading.Thread(target=read_parent, name="parent-pipe", daemon=True).start()
     sqs = aws.client("sqs")
     warm_clients("secretsmanager", "dynamodb")
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
     source = SqsEventSource(
         sqs,
         queue_url=os.environ[ENV_QUEUE_URL],
         handler=handler,
-        region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "",
+        region=region,
         on_batch=lambda result: events.write(result.to_json()),
     )
     source.watch_visibility(sqs)
+    status_url = os.environ.get(ENV_STATUS_QUEUE_URL)
+    if status_url:
+        statuses = SqsEventSource(
+            sqs,
+            queue_url=status_url,
+            handler=handler,
+            region=region,
+            batch_size=STATUS_BATCH_SIZE,
+            on_batch=lambda result: events.write(result.to_json()),
+        )
+        statuses.watch_visibility(sqs)
+        threading.Thread(
+            target=statuses.run, args=(stop, wakes[1]), name="status-source", daemon=True
+        ).start()
     events.write({"event": "ready", "maxReceiveCount": source.max_receive_count})
     try:
-        source.run(stop, wake)
+        source.run(stop, wakes[0])
     except KeyboardInterrupt:
         return
+
+
+def _one_at_a_time(handler: Handler) -> Handler:
+    """One invocation at a time, as in one Lambda execution environment (Powertools' metrics
+    and logger state are per invocation)."""
+    lock = threading.Lock()
+
+    def invoke(event: dict[str, Any], context: Any) -> Any:
+        with lock:
+            return handler(event, context)
+
+    return invoke
 
 
 if __name__ == "__main__":

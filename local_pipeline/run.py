@@ -1,11 +1,12 @@
 """`make run`: the whole pipeline on this machine, on loopback, with no AWS account.
 
-    moto's server, own process (queue + DLQ + table + secret, named and sized as the stack
+    moto's server, own process (queues + DLQs + table + secret, named and sized as the stack
              creates them)
     gateway  127.0.0.1:$PORT/webhook -> functions.ingest.app.handler, in execution environments
              (processes: up to INGEST_ENVIRONMENTS invocations at once, one each)
-    worker   child process: SQS event source -> functions.consumer.app.handler
-    fake Graph API (or the real one: GRAPH_API_URL)
+    worker   child process: SQS event sources (inbound, statuses) -> functions.consumer.app.handler
+    fake Graph API (or the real one: GRAPH_API_URL), which sends status webhooks back for the
+             messages it accepted (FAKE_GRAPH_STATUSES)
 
 The handlers are the very functions Lambda runs. Their JSON logs (and EMF metrics) go to files
 under `.local/logs/`; the console shows one line per pipeline event. Ctrl-C stops everything.
@@ -46,6 +47,7 @@ from functions.common.names import (
     ENV_REPLY_RULES_PATH,
     ENV_SECRET_ID,
     ENV_SERVICE_NAME,
+    ENV_STATUS_QUEUE_URL,
     INGEST_SERVICE,
 )
 from infra.constants import INGEST_HANDLER, INGEST_MEMORY_MB, INGEST_TIMEOUT_SECONDS
@@ -84,6 +86,7 @@ def handler_environment(config: LocalConfig, resources: LocalResources) -> dict[
         **LOCAL_AWS_ENV,
         "AWS_ENDPOINT_URL": resources.endpoint,
         ENV_QUEUE_URL: resources.queue_url,
+        ENV_STATUS_QUEUE_URL: resources.status_queue_url,
         ENV_SECRET_ID: resources.secret_id,
         ENV_METRICS_NAMESPACE: DEFAULT_METRICS_NAMESPACE,
         ENV_LOG_LEVEL: config.log_level,
@@ -163,6 +166,10 @@ class LocalPipeline:
                     f"{error.strerror}"
                 ) from None
             graph_url = str(self.graph.url)
+            if config.fake_statuses:
+                self.graph.send_statuses(
+                    self.gateway.url, config.app_secret, sequence=config.fake_statuses
+                )
             self._spawn(self._watch_graph, "graph-watcher")
         self._start_worker(environment, graph_url)
         try:
@@ -331,9 +338,12 @@ class LocalPipeline:
             "secret_id": resources.secret_id,
             "queue_url": resources.queue_url,
             "dlq_url": resources.dlq_url,
+            "status_queue_url": resources.status_queue_url,
+            "status_dlq_url": resources.status_dlq_url,
             "table_name": resources.table_name,
             "max_receive_count": resources.max_receive_count,
             "logs": [str(self.ingest_log), str(self.consumer_log)],
+            "fake_statuses": list(self.config.fake_statuses) if self.graph is not None else [],
         }
 
 
@@ -369,8 +379,14 @@ def print_banner(pipeline: LocalPipeline) -> None:
     console.line(f"  Graph API      {graph}")
     console.line(
         f"  AWS (moto)     {info['aws_endpoint']}  queue {Path(info['queue_url']).name}, "
-        f"DLQ after {info['max_receive_count']} receives"
+        f"DLQ after {info['max_receive_count']} receives; statuses "
+        f"{Path(info['status_queue_url']).name}; table {info['table_name']}"
     )
+    if info["fake_statuses"]:
+        console.line(
+            f"  statuses       the fake sends {' -> '.join(info['fake_statuses'])} for each reply "
+            "(FAKE_GRAPH_STATUSES); trace a message: make trace WAMID=<wamid> ARGS=--local"
+        )
     console.line(f"  handler logs   {' and '.join(info['logs'])} (LOG_LEVEL={config.log_level})")
     console.line(f"  {_replies_line()}")
     bus = os.environ.get(ENV_EVENT_BUS_NAME, "").strip()
@@ -402,6 +418,10 @@ def pipeline_state(pipeline: LocalPipeline) -> PipelineState:
         queue_url=resources.queue_url,
         dlq_url=resources.dlq_url,
         consumer_log=str(pipeline.consumer_log.resolve()),
+        table_name=resources.table_name,
+        ingest_log=str(pipeline.ingest_log.resolve()),
+        status_queue_url=resources.status_queue_url,
+        status_dlq_url=resources.status_dlq_url,
     )
 
 

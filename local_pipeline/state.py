@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +34,19 @@ class PipelineState:
     queue_url: str
     dlq_url: str
     consumer_log: str
+    # `make trace --local` (a file without them is from an older `make run`: trace says so)
+    table_name: str = ""
+    ingest_log: str = ""
+    status_queue_url: str = ""
+    status_dlq_url: str = ""
 
     @classmethod
     def from_json(cls, document: Mapping[str, Any]) -> PipelineState:
-        values = {name: document[name] for name in cls.__dataclass_fields__}
+        values = {
+            name: document[name]
+            for name, spec in cls.__dataclass_fields__.items()
+            if name in document or spec.default is MISSING
+        }
         if not isinstance(values["pid"], int) or not all(
             isinstance(value, str) for name, value in values.items() if name != "pid"
         ):

@@ -27,6 +27,7 @@ from functions.common.names import (
     ENV_QUEUE_URL,
     ENV_SECRET_ID,
     ENV_SERVICE_NAME,
+    ENV_STATUS_QUEUE_URL,
     SECRET_KEY_ACCESS_TOKEN,
     SECRET_KEY_APP_SECRET,
     SECRET_KEY_VERIFY_TOKEN,
@@ -77,11 +78,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.unit)
 
 
+def _offline(node: pytest.Item) -> bool:
+    """Unit tests, and the fuzz suites that run in-process (not those against moto)."""
+    if node.get_closest_marker("unit") is not None:
+        return True
+    return node.get_closest_marker("fuzz") is not None and (
+        node.get_closest_marker("integration") is None
+    )
+
+
 @pytest.fixture(autouse=True)
-def _unit_tests_cannot_open_a_socket(request: pytest.FixtureRequest) -> Iterator[None]:
-    """A unit test that opens a socket (even to loopback) fails with SocketBlockedError: the
-    domain is tested without AWS, HTTP or emulators."""
-    if request.node.get_closest_marker("unit") is None:
+def _offline_tests_cannot_open_a_socket(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A unit test (or an in-process fuzz test) that opens a socket, even to loopback, fails
+    with SocketBlockedError: the domain is tested without AWS, HTTP or emulators."""
+    if not _offline(request.node):
         yield
         return
     from pytest_socket import disable_socket, enable_socket
@@ -184,6 +194,30 @@ def fifo_queues(aws: str, monkeypatch: pytest.MonkeyPatch) -> FifoQueues:
     monkeypatch.setenv(ENV_QUEUE_URL, queue_url)
     monkeypatch.setenv(ENV_DEAD_LETTER_QUEUE_URL, dlq_url)
     return FifoQueues(queue_url=queue_url, dlq_url=dlq_url, sqs=sqs)
+
+
+@dataclass
+class StatusQueue:
+    url: str
+    arn: str
+    sqs: Any
+
+    def drain(self) -> list[dict[str, Any]]:
+        return FifoQueues(queue_url=self.url, dlq_url="", sqs=self.sqs).drain()
+
+
+@pytest.fixture
+def status_queue(aws: str, monkeypatch: pytest.MonkeyPatch) -> StatusQueue:
+    """A fresh standard status queue; STATUS_QUEUE_URL points at it."""
+    sqs = boto_client("sqs", aws)
+    url = sqs.create_queue(
+        QueueName=f"statuses-{uuid.uuid4().hex[:12]}", Attributes={"VisibilityTimeout": "180"}
+    )["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    monkeypatch.setenv(ENV_STATUS_QUEUE_URL, url)
+    return StatusQueue(url=url, arn=arn, sqs=sqs)
 
 
 @pytest.fixture

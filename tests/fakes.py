@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from functions.domain.ingest.ports import PublishFailed
 from functions.domain.whatsapp.credentials import CredentialsUnavailable, WhatsAppCredentials
-from functions.domain.whatsapp.queued_record import QueuedRecord
+from functions.domain.whatsapp.queued_record import QueuedRecord, QueuedStatus
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -63,13 +63,34 @@ class FakePublisher:
 
 
 @dataclass
+class FakeStatusPublisher:
+    """A `StatusPublisher` that keeps what it was given, or fails when told to."""
+
+    published: list[QueuedStatus] = field(default_factory=list)
+    fail_with: str | None = None
+    deadlines: list[float] = field(default_factory=list)  # remaining seconds at each publish
+
+    def publish(
+        self,
+        statuses: Sequence[QueuedStatus],
+        *,
+        remaining_seconds: Callable[[], float] = lambda: math.inf,
+    ) -> None:
+        self.deadlines.append(remaining_seconds())
+        if self.fail_with:
+            raise PublishFailed("status queue down", accepted=0, error_code=self.fail_with)
+        self.published.extend(statuses)
+
+
+@dataclass
 class ScriptedSqs:
     """A boto3 SQS client stand-in for `send_message_batch` that behaves like a FIFO queue
     judging each entry on its own: it fails chosen entries a set number of times (whatever their
     neighbours in the batch do), then accepts them; `accepted` is the queue's order. Every call
     is recorded; `on_call` runs before each (e.g. to move a fake clock)."""
 
-    fail_times: dict[str, int] = field(default_factory=dict)  # deduplication id -> failures left
+    # deduplication id (a standard queue's entries: the body) -> failures left
+    fail_times: dict[str, int] = field(default_factory=dict)
     sender_fault: bool = False
     raise_error: Exception | None = None
     on_call: Callable[[], None] | None = None
@@ -86,9 +107,10 @@ class ScriptedSqs:
                 raise self.raise_error
             failed: list[dict[str, Any]] = []
             for entry in Entries:
-                left = self.fail_times.get(entry["MessageDeduplicationId"], 0)
+                key = entry.get("MessageDeduplicationId", entry["MessageBody"])
+                left = self.fail_times.get(key, 0)
                 if left > 0:
-                    self.fail_times[entry["MessageDeduplicationId"]] = left - 1
+                    self.fail_times[key] = left - 1
                     failed.append(
                         {
                             "Id": entry["Id"],

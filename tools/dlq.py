@@ -39,7 +39,12 @@ from functions.adapters.dead_letters import (
     ATTRIBUTE_REASON,
 )
 from functions.common.masking import mask_phone
-from functions.domain.whatsapp.queued_record import QueuedRecord, UnreadableRecord
+from functions.domain.whatsapp.queued_record import (
+    QueuedRecord,
+    QueuedStatus,
+    UnreadableRecord,
+    read_record,
+)
 from infra.constants import (
     OUTPUT_CONSUMER_LOG_GROUP,
     OUTPUT_DLQ_URL,
@@ -185,9 +190,19 @@ def _entry(message: dict[str, Any], now: datetime) -> DlqEntry:
         "last_attempt_at": letter.get(ATTRIBUTE_LAST_ATTEMPT_AT),
     }
     try:
-        record = QueuedRecord.from_json(message.get("Body", ""))
+        record = read_record(message.get("Body", ""))
     except UnreadableRecord as error:
         return DlqEntry(**common, unreadable=str(error))
+    if isinstance(record, QueuedStatus):
+        # A status of one of our replies (from the status queue's DLQ): its reply's wamid.
+        return DlqEntry(
+            **common,
+            wamid=record.reply_wamid,
+            message_type=f"status:{record.status}",
+            business_number_id=record.business.phone_number_id,
+            received_at=record.received_at.isoformat(timespec="seconds"),
+        )
+    assert isinstance(record, QueuedRecord)
     received = record.received
     return DlqEntry(
         **common,
@@ -217,17 +232,21 @@ def why_query(wamids: Sequence[str]) -> str:
 
 def run_logs_query(
     logs: Any,
-    log_group: str,
+    log_group: str | Sequence[str],
     query: str,
     *,
     now: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
     timeout_seconds: float = LOGS_QUERY_TIMEOUT_SECONDS,
 ) -> list[dict[str, str]]:
-    """Run a Logs Insights query and wait (polling once a second) for its rows."""
+    """Run a Logs Insights query over one or more log groups and wait (polling once a second)
+    for its rows."""
     end = int(now())
+    groups: dict[str, Any] = (
+        {"logGroupName": log_group} if isinstance(log_group, str) else {"logGroupNames": log_group}
+    )
     query_id = logs.start_query(
-        logGroupName=log_group,
+        **groups,
         startTime=end - LOGS_LOOKBACK_HOURS * 3600,
         endTime=end,
         queryString=query,

@@ -4,11 +4,14 @@ named by `IDEMPOTENCY_TABLE` (partition key `id`, TTL attribute `expiration`).
 `msg#<wamid>` holds the message's state, the lease of the attempt working on it, its own failed
 attempts, and a claim (`claim_<slot>`) and a record (`sent_<slot>`) per reply slot. `reply#<reply
 wamid>` remembers what was sent, to whom, in answer to what (and in which conversation), so its
-statuses can be followed.
+statuses can be followed: one timestamp per status (`status_<name>`, the first one Meta gave), a
+failure's code, and the follow-up of a late failure (`followup_*`: who took it, sends claimed and
+refused, the follow-up's wamid).
 
 An answered message costs two writes: `begin` (a conditional UpdateItem that also claims the
 first slot) and `record_sent` (one TransactWriteItems that records the send and puts the reply).
-With a reply handler the first slot is claimed by a write of its own (`claim`): three.
+With a reply handler the first slot is claimed by a write of its own (`claim`): three. A status
+costs one: `record_status` (a conditional UpdateItem returning the reply as it was).
 Why not Powertools Idempotency: docs/decisions.md.
 
 A burst (messages of one conversation answered together) is held by its first message, the
@@ -30,9 +33,12 @@ from functions.domain.consumer.ports import (
     Begun,
     FailedAttempt,
     Finished,
+    FollowUp,
     MessageHistory,
     MessageStatus,
+    ReplyRecord,
     SentReply,
+    StatusWrite,
     StoreUnavailable,
 )
 
@@ -57,6 +63,9 @@ _STATUS_VALUES: Final = {
 }
 _STATUSES_BY_VALUE: Final = {value: status for status, value in _STATUS_VALUES.items()}
 _NAMES: Final = {"#id": KEY_ATTRIBUTE, "#status": "status", "#exp": EXPIRY_ATTRIBUTE}
+# The statuses a reply item keeps a timestamp for (`status_<name>`); nothing else is written.
+REPLY_STATUSES: Final = frozenset({"sent", "delivered", "read", "played", "failed"})
+STATUS_ATTRIBUTE_PREFIX: Final = "status_"
 
 
 class DynamoDbLedger:
@@ -233,6 +242,126 @@ class DynamoDbLedger:
             ]
         )
 
+    # --- the statuses of replies ----------------------------------------------------------------
+
+    def record_status(self, write: StatusWrite) -> ReplyRecord | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if write.status not in REPLY_STATUSES:
+            raise ValueError(f"not a status a reply keeps: {write.status!r}")
+        attribute = STATUS_ATTRIBUTE_PREFIX + write.status
+        update = f"SET {attribute} = if_not_exists({attribute}, :at)"
+        values: dict[str, AttributeValueTypeDef] = {":at": _number(write.at)}
+        for name, value in (
+            ("failed_code", write.error_code),
+            ("failed_class", write.error_class),
+            ("followup_owner", write.follow_up_owner),
+        ):
+            if value is not None:
+                update += f", {name} = if_not_exists({name}, :{name})"
+                values[f":{name}"] = {"S": value}
+        if write.claim_first_attempt:
+            update += ", followup_attempts = if_not_exists(followup_attempts, :one)"
+            values[":one"] = _number(1)
+        try:
+            answer = self._client.update_item(
+                TableName=self._table,
+                Key=_key(REPLY_PREFIX + write.reply_wamid),
+                UpdateExpression=update,
+                ConditionExpression="attribute_exists(#id)",
+                ExpressionAttributeNames={"#id": KEY_ATTRIBUTE},
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_OLD",
+            )
+        except ClientError as error:
+            if _error_code(error) == "ConditionalCheckFailedException":
+                return None  # no such reply: the condition kept the write from creating one
+            raise StoreUnavailable(f"ledger: {_error_code(error)}") from None
+        except BotoCoreError as error:
+            raise StoreUnavailable(f"ledger: {type(error).__name__}") from None
+        return reply_record(answer.get("Attributes") or {})
+
+    def claim_follow_up(self, reply_wamid: str, *, owner: str, attempt: int, now: float) -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        previous = attempt - 1
+        # Every earlier attempt claimed and refused (an absent count is 0): none is in doubt.
+        counts = " AND ".join(
+            f"followup_{name} = :previous"
+            if previous
+            else f"(attribute_not_exists(followup_{name}) OR followup_{name} = :previous)"
+            for name in ("attempts", "refused")
+        )
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=_key(REPLY_PREFIX + reply_wamid),
+                UpdateExpression="SET followup_attempts = :attempt, followup_claimed_at = :now",
+                ConditionExpression=(
+                    "followup_owner = :owner AND attribute_not_exists(followup_wamid) "
+                    f"AND attribute_not_exists(followup_gave_up) AND {counts}"
+                ),
+                ExpressionAttributeValues={
+                    ":attempt": _number(attempt),
+                    ":previous": _number(previous),
+                    ":owner": {"S": owner},
+                    ":now": _number(now),
+                },
+            )
+        except ClientError as error:
+            if _error_code(error) == "ConditionalCheckFailedException":
+                return False
+            raise StoreUnavailable(f"ledger: {_error_code(error)}") from None
+        except BotoCoreError as error:
+            raise StoreUnavailable(f"ledger: {type(error).__name__}") from None
+        return True
+
+    def record_follow_up(self, follow_up: SentReply) -> None:
+        if follow_up.original is None:
+            raise ValueError("a follow-up names the reply it follows up")
+        original_update: Any = {
+            "TableName": self._table,
+            "Key": _key(REPLY_PREFIX + follow_up.original),
+            "UpdateExpression": (
+                "SET followup_wamid = :wamid, followup_kind = :kind, followup_at = :at"
+            ),
+            "ExpressionAttributeValues": {
+                ":wamid": {"S": follow_up.reply_wamid or NOT_REPORTED},
+                ":kind": {"S": follow_up.kind},
+                ":at": _number(follow_up.sent_at),
+            },
+        }
+        if not follow_up.reply_wamid:
+            self._call(lambda: self._client.update_item(**original_update))
+            return
+        self._call(
+            lambda: self._client.transact_write_items(
+                TransactItems=[
+                    {"Update": original_update},
+                    {"Put": {"TableName": self._table, "Item": _reply_item(follow_up)}},
+                ]
+            )
+        )
+
+    def settle_follow_up(
+        self, reply_wamid: str, *, refused: int, error_code: str, gave_up: bool
+    ) -> None:
+        update = "SET followup_refused = :refused, followup_error = :code"
+        values: dict[str, AttributeValueTypeDef] = {
+            ":refused": _number(refused),
+            ":code": {"S": error_code},
+        }
+        if gave_up:
+            update += ", followup_gave_up = :yes"
+            values[":yes"] = {"BOOL": True}
+        request: Any = {
+            "TableName": self._table,
+            "Key": _key(REPLY_PREFIX + reply_wamid),
+            "UpdateExpression": update,
+            "ExpressionAttributeValues": values,
+        }
+        self._call(lambda: self._client.update_item(**request))
+
     # ------------------------------------------------------------------------------------------
 
     def _update(
@@ -305,6 +434,76 @@ class DynamoDbLedger:
             raise StoreUnavailable(f"ledger: {type(error).__name__}") from None
 
 
+def message_history(item: Mapping[str, Any]) -> MessageHistory:
+    """A `msg#` item (as DynamoDB returns it) read back; also for the operator tools."""
+    return _history(item)
+
+
+def reply_record(item: Mapping[str, Any]) -> ReplyRecord | None:
+    """A `reply#` item (as DynamoDB returns it) read back; None for no item."""
+    key = str(item.get(KEY_ATTRIBUTE, {}).get("S", ""))
+    if not key.startswith(REPLY_PREFIX):
+        return None
+    try:
+        message = json.loads(item.get("message", {}).get("S", "{}"))
+    except ValueError:
+        message = {}
+    original = _text(item, "original")
+    followup_wamid = _text(item, "followup_wamid")
+    return ReplyRecord(
+        reply=SentReply(
+            reply_wamid=key.removeprefix(REPLY_PREFIX),
+            inbound_wamid=_text(item, "inbound_wamid") or "",
+            slot=int(_num(item, "slot") or 0),
+            kind=_text(item, "kind") or "reply",
+            phone_number_id=_text(item, "phone_number_id") or "",
+            recipient={
+                name: str(value.get("S", ""))
+                for name, value in item.get("recipient", {}).get("M", {}).items()
+            },
+            message=message if isinstance(message, Mapping) else {},
+            decision=_text(item, "decision") or "",
+            sent_at=_num(item, "sent_at") or 0.0,
+            inbound_at=_num(item, "inbound_at"),
+            in_reply_to=_text(item, "in_reply_to"),
+            burst=tuple(str(entry.get("S", "")) for entry in item.get("burst", {}).get("L", [])),
+            conversation_id=_text(item, "conversation_id") or "",
+            original=original,
+            generation=int(_num(item, "generation") or 0),
+        ),
+        statuses={
+            name.removeprefix(STATUS_ATTRIBUTE_PREFIX): float(value["N"])
+            for name, value in item.items()
+            if name.startswith(STATUS_ATTRIBUTE_PREFIX)
+            and name.removeprefix(STATUS_ATTRIBUTE_PREFIX) in REPLY_STATUSES
+            and "N" in value
+        },
+        failed_code=_text(item, "failed_code"),
+        failed_class=_text(item, "failed_class"),
+        follow_up=FollowUp(
+            owner=_text(item, "followup_owner"),
+            attempts=int(_num(item, "followup_attempts") or 0),
+            refused=int(_num(item, "followup_refused") or 0),
+            reply_wamid=None
+            if followup_wamid is None
+            else ("" if followup_wamid == NOT_REPORTED else followup_wamid),
+            kind=_text(item, "followup_kind"),
+            gave_up=bool(item.get("followup_gave_up", {}).get("BOOL", False)),
+            error_code=_text(item, "followup_error"),
+        ),
+    )
+
+
+def _text(item: Mapping[str, Any], name: str) -> str | None:
+    value = item.get(name, {}).get("S")
+    return str(value) if value is not None else None
+
+
+def _num(item: Mapping[str, Any], name: str) -> float | None:
+    value = item.get(name, {}).get("N")
+    return float(value) if value is not None else None
+
+
 def _history(item: Mapping[str, Any]) -> MessageHistory:
     if not item:
         return MessageHistory()
@@ -359,6 +558,9 @@ def _reply_item(reply: SentReply) -> dict[str, AttributeValueTypeDef]:
     }
     if reply.inbound_at is not None:
         item["inbound_at"] = _number(reply.inbound_at)
+    if reply.original is not None:
+        item["original"] = {"S": reply.original}
+        item["generation"] = _number(reply.generation)
     if reply.in_reply_to:
         item["in_reply_to"] = {"S": reply.in_reply_to}
     if reply.burst:

@@ -1,5 +1,6 @@
-"""Puts queued records on the inbound FIFO queue with `SendMessageBatch`, keeping each
-conversation's records in order even when SQS accepts only some entries of a batch.
+"""Puts queued records on their queues with `SendMessageBatch`: message records on the inbound
+FIFO queue, keeping each conversation's records in order even when SQS accepts only some entries
+of a batch; status records on the (standard) status queue, in no particular order.
 
 SQS reports every entry of a batch on its own: it may refuse #0 of a conversation and accept #1
 and #2, and #0 sent again would then come after them. So a record is sent only once every
@@ -10,6 +11,9 @@ times (or refused as malformed) stops there; its later records are not sent, so 
 redelivers the webhook they all go out in order (SQS drops the ones it already took as
 duplicates). Deliveries of one message per conversation (nearly all of them) take the same calls
 as plain batching; n messages of one conversation in one delivery take n rounds.
+
+Status records have no order to keep: each is a conversation of its own, so all of them go out
+in the first round (a refused one is sent again in the next).
 
 Time: a call starts only while `remaining_seconds()` leaves room for the longest call the SQS
 client can make (`longest_call_seconds`: its timeouts times its attempts), so a hanging queue
@@ -26,10 +30,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from functions.domain.ingest.ports import PublishFailed
-from functions.domain.whatsapp.queued_record import QueuedRecord
+from functions.domain.whatsapp.queued_record import QueuedRecord, QueuedStatus
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
 
 SQS_BATCH_LIMIT = 10
 # SQS refuses a batch whose bodies add up to more than this (the 1 MiB limit of late 2025 is not
@@ -43,8 +48,18 @@ OUT_OF_TIME = "out_of_time"  # the ErrorCode when no call could start in the tim
 @dataclass(frozen=True, slots=True)
 class _Entry:
     entry_id: str
-    record: QueuedRecord
     body: str
+    conversation: str  # entries of one conversation go out in order, one round each
+    group_id: str | None = None  # FIFO only
+    deduplication_id: str | None = None  # FIFO only
+
+    def request(self) -> SendMessageBatchRequestEntryTypeDef:
+        entry: SendMessageBatchRequestEntryTypeDef = {"Id": self.entry_id, "MessageBody": self.body}
+        if self.group_id is not None:
+            entry["MessageGroupId"] = self.group_id
+        if self.deduplication_id is not None:
+            entry["MessageDeduplicationId"] = self.deduplication_id
+        return entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +74,7 @@ class SqsFifoPublisher:
     def __init__(
         self, sqs_client: SQSClient, queue_url: str, *, longest_call_seconds: float = 0.0
     ) -> None:
-        self._sqs = sqs_client
-        self._queue_url = queue_url
-        self._longest_call_seconds = longest_call_seconds
+        self._sender = _Sender(sqs_client, queue_url, longest_call_seconds, what="messages")
 
     def publish(
         self,
@@ -69,14 +82,59 @@ class SqsFifoPublisher:
         *,
         remaining_seconds: Callable[[], float] = lambda: math.inf,
     ) -> None:
-        waiting = _conversations(records)
+        entries = [
+            _Entry(
+                entry_id=str(index),
+                body=record.to_json(),
+                conversation=record.group_id,
+                group_id=record.group_id,
+                deduplication_id=record.deduplication_id,
+            )
+            for index, record in enumerate(records)
+        ]
+        self._sender.send(entries, remaining_seconds)
+
+
+class SqsStatusPublisher:
+    """`StatusPublisher` for one standard queue: no groups, no order, no deduplication ids (the
+    consumer's effects are idempotent; SQS's at-least-once delivery costs a no-op write)."""
+
+    def __init__(
+        self, sqs_client: SQSClient, queue_url: str, *, longest_call_seconds: float = 0.0
+    ) -> None:
+        self._sender = _Sender(sqs_client, queue_url, longest_call_seconds, what="statuses")
+
+    def publish(
+        self,
+        statuses: Sequence[QueuedStatus],
+        *,
+        remaining_seconds: Callable[[], float] = lambda: math.inf,
+    ) -> None:
+        entries = [
+            _Entry(entry_id=str(index), body=status.to_json(), conversation=str(index))
+            for index, status in enumerate(statuses)
+        ]
+        self._sender.send(entries, remaining_seconds)
+
+
+class _Sender:
+    def __init__(
+        self, sqs_client: SQSClient, queue_url: str, longest_call_seconds: float, *, what: str
+    ) -> None:
+        self._sqs = sqs_client
+        self._queue_url = queue_url
+        self._longest_call_seconds = longest_call_seconds
+        self._what = what
+
+    def send(self, entries: Sequence[_Entry], remaining_seconds: Callable[[], float]) -> None:
+        waiting = _conversations(entries)
         attempts: dict[str, int] = {}
         last_code: dict[str, str] = {}  # entry id -> why SQS last refused it
         stopped: dict[str, str] = {}  # group id -> the error code that stopped it
         accepted = 0
         while heads := [queue[0] for group, queue in waiting.items() if group not in stopped]:
             for entry, refusal in self._send_round(heads, remaining_seconds):
-                group = entry.record.group_id
+                group = entry.conversation
                 if refusal is None:
                     waiting[group].popleft()
                     accepted += 1
@@ -93,7 +151,7 @@ class SqsFifoPublisher:
                     stopped[group] = refusal.code
         if stopped:
             raise PublishFailed(
-                f"the queue accepted {accepted} of {len(records)} messages",
+                f"the queue accepted {accepted} of {len(entries)} {self._what}",
                 accepted=accepted,
                 error_code=next(iter(stopped.values())),
             )
@@ -119,16 +177,7 @@ class SqsFifoPublisher:
 
         try:
             response = self._sqs.send_message_batch(
-                QueueUrl=self._queue_url,
-                Entries=[
-                    {
-                        "Id": entry.entry_id,
-                        "MessageBody": entry.body,
-                        "MessageGroupId": entry.record.group_id,
-                        "MessageDeduplicationId": entry.record.deduplication_id,
-                    }
-                    for entry in batch
-                ],
+                QueueUrl=self._queue_url, Entries=[entry.request() for entry in batch]
             )
         except ClientError as error:
             code = str(error.response.get("Error", {}).get("Code", "ClientError"))
@@ -150,12 +199,11 @@ class SqsFifoPublisher:
         ]
 
 
-def _conversations(records: Sequence[QueuedRecord]) -> dict[str, deque[_Entry]]:
-    """Each conversation's records in delivery order, conversations in order of appearance."""
+def _conversations(entries: Sequence[_Entry]) -> dict[str, deque[_Entry]]:
+    """Each conversation's entries in delivery order, conversations in order of appearance."""
     waiting: dict[str, deque[_Entry]] = {}
-    for index, record in enumerate(records):
-        entry = _Entry(entry_id=str(index), record=record, body=record.to_json())
-        waiting.setdefault(record.group_id, deque()).append(entry)
+    for entry in entries:
+        waiting.setdefault(entry.conversation, deque()).append(entry)
     return waiting
 
 

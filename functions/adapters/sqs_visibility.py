@@ -1,8 +1,10 @@
 """Backoff through SQS: raise failed records' visibility timeouts in one batch call.
 
-The queue URL is `QUEUE_URL` when set, else resolved once from the record's `eventSourceARN`
-(`arn:aws:sqs:<region>:<account>:<name>`). A change that SQS refuses is reported back (the record
-then reappears after the queue's default visibility timeout: later, never lost).
+A record's queue is the one its `eventSourceARN` (`arn:aws:sqs:<region>:<account>:<name>`)
+names: one of the URLs the adapter was given (`QUEUE_URL`, `STATUS_QUEUE_URL`) by its name, else
+resolved once with GetQueueUrl; a record without an ARN belongs to the first URL given. A change
+that SQS refuses is reported back (the record then reappears after the queue's default
+visibility timeout: later, never lost).
 """
 
 from __future__ import annotations
@@ -27,9 +29,19 @@ RECEIVED_AGO_MARGIN_SECONDS: Final = 300
 class SqsVisibility:
     """`VisibilityControl` over ChangeMessageVisibilityBatch."""
 
-    def __init__(self, sqs_client: SQSClient, queue_url: str | None) -> None:
+    def __init__(self, sqs_client: SQSClient, *queue_urls: str | None) -> None:
         self._sqs = sqs_client
-        self._queue_url = queue_url
+        known = [url for url in queue_urls if url]
+        self._default = known[0] if known else None
+        self._by_name = {url.rstrip("/").rsplit("/", 1)[-1]: url for url in known}
+
+    def _url_for(self, event_source_arn: str) -> str:
+        name = event_source_arn.rsplit(":", 1)[-1] if event_source_arn else ""
+        if name in self._by_name:
+            return self._by_name[name]
+        if not event_source_arn and self._default is not None:
+            return self._default
+        return _queue_url(self._sqs, event_source_arn)
 
     def change(self, changes: Sequence[VisibilityChange]) -> list[str]:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -39,7 +51,7 @@ class SqsVisibility:
         by_queue: dict[str, list[VisibilityChange]] = {}
         for change in changes:
             try:
-                url = self._queue_url or _queue_url(sqs, change.event_source_arn)
+                url = self._url_for(change.event_source_arn)
             except (ClientError, BotoCoreError, ValueError):
                 failed.append(change.message_id)
                 continue

@@ -33,6 +33,9 @@ EVENT_DETAIL_MINIMAL: Final = "minimal"
 EVENT_DETAIL_FULL: Final = "full"
 # The consumer's own dead letters go here (the inbound queue's FIFO DLQ).
 ENV_DEAD_LETTER_QUEUE_URL: Final = "DEAD_LETTER_QUEUE_URL"
+# Optional: the standard queue for statuses of our own messages (ingest writes, the consumer
+# follows them). Unset: ingest only counts statuses.
+ENV_STATUS_QUEUE_URL: Final = "STATUS_QUEUE_URL"
 # A message's own failed attempts before the consumer dead-letters it.
 ENV_MAX_ATTEMPTS: Final = "MAX_ATTEMPTS"
 DEFAULT_MAX_ATTEMPTS: Final = 10
@@ -68,6 +71,7 @@ METRIC_STATUS_RECEIVED: Final = "StatusReceived"  # [service, Status]
 METRIC_DELIVERY_FAILED: Final = "DeliveryFailed"  # [service, ErrorCode] failed statuses' errors
 METRIC_WEBHOOK_ERROR: Final = "WebhookError"  # [service, ErrorCode] value/message-level errors
 METRIC_IGNORED_CHANGE: Final = "IgnoredChange"  # [service, Field]
+METRIC_STATUSES_QUEUED: Final = "StatusesQueued"  # [service] put on the status queue
 
 # Consumer metrics.
 METRIC_REPLY_SENT: Final = "RepliesSent"  # [service]
@@ -85,6 +89,17 @@ METRIC_REPLY_UNCERTAIN: Final = "RepliesUncertain"
 METRIC_END_TO_END_LATENCY: Final = (
     "EndToEndLatency"  # [service] ms, webhook receipt -> reply accepted
 )
+# Statuses of our replies (the consumer follows them; docs/contract.md, "Statuses").
+METRIC_REPLIES_DELIVERED: Final = "RepliesDelivered"  # [service] first delivered (or read)
+METRIC_REPLIES_READ: Final = "RepliesRead"  # [service] first read (or played)
+# [service] ms, the customer's message (Meta's timestamp) -> its reply delivered (Meta's): the
+# latency a customer feels, to the second.
+METRIC_REPLY_DELIVERY_LATENCY: Final = "ReplyDeliveryLatency"
+METRIC_LATE_FAILURES: Final = "LateFailures"  # [service, ErrorCode] a reply's `failed` status
+METRIC_LATE_FAILURE_CLASS: Final = "LateFailureClass"  # [service, ErrorClass] the same, by class
+METRIC_LATE_FALLBACKS: Final = "LateFallbacksSent"  # [service] template after a late 131047
+METRIC_REPLIES_RESENT: Final = "RepliesResent"  # [service] after a late transient failure
+METRIC_STATUSES_UNMATCHED: Final = "StatusesUnmatched"  # [service] no reply of ours: dropped
 METRIC_HANDLER_LATENCY: Final = "HandlerLatency"  # [service] ms, the reply handler's own time
 METRIC_EVENTS_PUBLISHED: Final = "EventsPublished"  # [service] accepted by the event bus
 # [service] messages answered together with an earlier one of their conversation (a burst).

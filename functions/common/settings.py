@@ -27,6 +27,7 @@ from functions.common.names import (
     ENV_QUEUE_URL,
     ENV_REPLY_HANDLER,
     ENV_SECRET_ID,
+    ENV_STATUS_QUEUE_URL,
     EVENT_DETAIL_FULL,
     EVENT_DETAIL_MINIMAL,
     MAX_BURST_WINDOW_SECONDS,
@@ -51,12 +52,14 @@ def _required(environ: Mapping[str, str], name: str) -> str:
 class IngestSettings:
     queue_url: str
     secret_id: str
+    status_queue_url: str | None = None  # None: statuses are counted, not followed
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> IngestSettings:
         return cls(
             queue_url=_fifo_url(environ, ENV_QUEUE_URL),
             secret_id=_required(environ, ENV_SECRET_ID),
+            status_queue_url=_standard_url(environ, ENV_STATUS_QUEUE_URL),
         )
 
 
@@ -69,6 +72,7 @@ class ConsumerSettings:
     queue_url: str | None
     dead_letter_queue_url: str
     max_attempts: int
+    status_queue_url: str | None = None
     reply_handler: str | None = None  # `module.path:function`, validated shape
     event_bus_name: str | None = None  # name or ARN; None: no events
     event_content: bool = False  # EVENT_DETAIL=full
@@ -89,6 +93,7 @@ class ConsumerSettings:
             queue_url=environ.get(ENV_QUEUE_URL) or None,
             dead_letter_queue_url=_fifo_url(environ, ENV_DEAD_LETTER_QUEUE_URL),
             max_attempts=_positive_int(environ, ENV_MAX_ATTEMPTS, DEFAULT_MAX_ATTEMPTS),
+            status_queue_url=_standard_url(environ, ENV_STATUS_QUEUE_URL),
             reply_handler=_handler_spec(environ),
             event_bus_name=environ.get(ENV_EVENT_BUS_NAME, "").strip() or None,
             event_content=_event_detail(environ) == EVENT_DETAIL_FULL,
@@ -141,6 +146,19 @@ def _fifo_url(environ: Mapping[str, str], name: str) -> str:
     if not url.endswith(".fifo"):
         raise ConfigurationError(f"{name} must be the URL of a FIFO queue (….fifo)")
     return url
+
+
+def status_queue_url(environ: Mapping[str, str] = os.environ) -> str | None:
+    """STATUS_QUEUE_URL alone (the ingest's status publisher needs nothing else)."""
+    return _standard_url(environ, ENV_STATUS_QUEUE_URL)
+
+
+def _standard_url(environ: Mapping[str, str], name: str) -> str | None:
+    """An optional standard (not FIFO) queue's URL."""
+    url = environ.get(name, "").strip()
+    if url.endswith(".fifo"):
+        raise ConfigurationError(f"{name} must be the URL of a standard queue, not a FIFO one")
+    return url or None
 
 
 def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:

@@ -7,6 +7,8 @@ Every failure emits a metric with an `ErrorCode` dimension. Log lines carry the 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
+from datetime import UTC, datetime
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -23,17 +25,32 @@ from functions.common.names import (
     METRIC_GRAPH_API_ERROR,
     METRIC_GRAPH_API_ERROR_CLASS,
     METRIC_HANDLER_LATENCY,
+    METRIC_LATE_FAILURE_CLASS,
+    METRIC_LATE_FAILURES,
+    METRIC_LATE_FALLBACKS,
     METRIC_PERMANENT_FAILURE,
     METRIC_POISON_RECORD,
     METRIC_READ_RECEIPT_SENT,
+    METRIC_REPLIES_DELIVERED,
+    METRIC_REPLIES_READ,
+    METRIC_REPLIES_RESENT,
+    METRIC_REPLY_DELIVERY_LATENCY,
     METRIC_REPLY_SENT,
     METRIC_REPLY_UNCERTAIN,
     METRIC_RETRY_SCHEDULED,
+    METRIC_STATUSES_UNMATCHED,
     METRIC_TEMPLATE_FALLBACK,
 )
 from functions.common.observability import count_by_dimension, logger, metrics
 from functions.domain.consumer.consume import BatchResult, RecordOutcome, Result
 from functions.domain.consumer.error_policy import CODE_HANDLER_ERROR, CODE_HANDLER_TIMEOUT
+from functions.domain.consumer.statuses import (
+    FALLBACK,
+    FollowUpResult,
+    StatusOutcome,
+    StatusResult,
+    reply_state,
+)
 
 CODE_CONFIGURATION = "configuration"
 
@@ -66,7 +83,7 @@ def report_batch(result: BatchResult) -> None:
     retries: Counter[str] = Counter()
     dead_lettered: Counter[str] = Counter()
     unpublished: Counter[str] = Counter()
-    totals: Counter[str] = Counter()
+    totals = _report_statuses(result, graph_errors, graph_error_classes)
     for outcome in result.outcomes:
         totals[METRIC_EVENTS_PUBLISHED] += outcome.events_published
         totals[METRIC_EVENTS_NOT_PUBLISHED] += len(outcome.events_unpublished)
@@ -126,6 +143,49 @@ def report_batch(result: BatchResult) -> None:
         )
 
 
+def _report_statuses(
+    result: BatchResult, graph_errors: Counter[str], graph_error_classes: Counter[str]
+) -> Counter[str]:
+    """The statuses' own metrics (late failures, the delivery latency); their counts returned,
+    their follow-ups' Graph API errors added to the batch's."""
+    late_failures: Counter[str] = Counter()
+    late_failure_classes: Counter[str] = Counter()
+    totals: Counter[str] = Counter()
+    for outcome in result.outcomes:
+        followed = outcome.status
+        if followed is None:
+            continue
+        graph_errors.update(failure.code for failure in followed.follow_up_failures)
+        graph_error_classes.update(f.error_class for f in followed.follow_up_failures)
+        if followed.first_failure and followed.error_code and followed.error_class:
+            late_failures[followed.error_code] += 1
+            late_failure_classes[followed.error_class] += 1
+        totals.update(_status_counts(followed))
+        if followed.delivery_latency_ms is not None:
+            metrics.add_metric(
+                name=METRIC_REPLY_DELIVERY_LATENCY,
+                unit=MetricUnit.Milliseconds,
+                value=followed.delivery_latency_ms,
+            )
+    count_by_dimension(METRIC_LATE_FAILURES, DIM_ERROR_CODE, late_failures)
+    count_by_dimension(METRIC_LATE_FAILURE_CLASS, DIM_ERROR_CLASS, late_failure_classes)
+    return totals
+
+
+def _status_counts(followed: StatusOutcome) -> Counter[str]:
+    """Each effect of a status counted once: the ledger write said it was the first."""
+    counts: Counter[str] = Counter()
+    counts[METRIC_REPLIES_DELIVERED] += followed.first_delivered
+    counts[METRIC_REPLIES_READ] += followed.first_read
+    dropped = followed.result is StatusResult.UNMATCHED and followed.retry is None
+    counts[METRIC_STATUSES_UNMATCHED] += dropped
+    counts[METRIC_REPLY_UNCERTAIN] += followed.follow_up is FollowUpResult.UNCERTAIN
+    if followed.follow_up is FollowUpResult.SENT:
+        kind = followed.follow_up_kind
+        counts[METRIC_LATE_FALLBACKS if kind == FALLBACK else METRIC_REPLIES_RESENT] += 1
+    return counts
+
+
 # The user's reply handler failed: said as such, so its owner finds it among the retries.
 _HANDLER_LOG_LINES = {
     CODE_HANDLER_ERROR: ("error", "the reply handler raised; the message will be retried"),
@@ -137,6 +197,9 @@ _HANDLER_LOG_LINES = {
 
 
 def _log(outcome: RecordOutcome) -> None:
+    if outcome.status is not None:
+        _log_status(outcome, outcome.status)
+        return
     level, message = _LOG_LINES.get(
         outcome.result,
         ("warning", "record done with a failed call")
@@ -155,6 +218,9 @@ def _fields(outcome: RecordOutcome) -> dict[str, object]:
         "sender": mask_phone(outcome.sender) if outcome.sender else None,
         "message_type": outcome.message_type,
         "decision": outcome.decision or None,
+        "read_receipt": "sent"
+        if outcome.read_receipt_sent
+        else ("failed" if any(f.step == "read" for f in outcome.failures) else None),
         "reply_wamid": outcome.reply_wamid,
         "reply_type": outcome.reply_type,
         "template_fallback": outcome.template_fallback or None,
@@ -191,6 +257,72 @@ def _fields(outcome: RecordOutcome) -> dict[str, object]:
         "result": outcome.result.value,
         "receive_count": outcome.record.receive_count,
     } | {key: value for key, value in optional.items() if value is not None}
+
+
+def _log_status(outcome: RecordOutcome, followed: StatusOutcome) -> None:
+    """One line per status record. A change of the reply's state is the "reply status changed"
+    line; a late failure is a WARNING; a status of no reply of ours is INFO."""
+    reply = followed.reply
+    if followed.result is StatusResult.UNMATCHED:
+        level, message = "info", "status of no reply we know"
+    elif followed.follow_up is not None and followed.follow_up is not FollowUpResult.TAKEN:
+        level, message = "warning", "reply failed after it was sent"
+    elif followed.change is not None:
+        level, message = "info", "reply status changed"
+    else:
+        level, message = "info", "reply status already known"
+    optional: dict[str, object] = {
+        "status": followed.status,
+        "status_at": _iso(followed.at),
+        "reply_kind": reply.reply.kind if reply else None,
+        "reply_state": followed.change.current if followed.change else None,
+        "previous_state": followed.change.previous if followed.change else None,
+        "known_state": reply_state(reply.statuses) if reply and not followed.change else None,
+        "recipient": _masked_recipient(reply.reply.recipient) if reply else None,
+        "phone_number_id": reply.reply.phone_number_id if reply else None,
+        "delivery_latency_ms": None
+        if followed.delivery_latency_ms is None
+        else round(followed.delivery_latency_ms),
+        "error_code": outcome.retry_code or followed.error_code,
+        "error_class": outcome.retry_class or followed.error_class,
+        "follow_up": followed.follow_up.value if followed.follow_up else None,
+        "follow_up_kind": followed.follow_up_kind,
+        "follow_up_wamid": followed.follow_up_wamid,
+        "follow_up_reason": followed.follow_up_reason or None,
+        "visibility_timeout_seconds": outcome.delay_seconds,
+        "reason": outcome.reason or None,
+        "store_write_failed": outcome.store_write_failed or None,
+        "graph_errors": [
+            {
+                "step": "follow_up",
+                "code": f.code,
+                "class": f.error_class,
+                "http_status": f.http_status,
+                "fbtrace_id": f.fbtrace_id,
+                "details": f.details,
+            }
+            for f in followed.follow_up_failures
+        ]
+        or None,
+    }
+    extra = {
+        "sqs_message_id": outcome.record.message_id,
+        "wamid": outcome.wamid,
+        "reply_wamid": followed.reply_wamid,
+        "result": outcome.result.value,
+        "receive_count": outcome.record.receive_count,
+    } | {key: value for key, value in optional.items() if value is not None}
+    getattr(logger, level)(message, extra=extra)
+
+
+def _masked_recipient(recipient: Mapping[str, str]) -> str:
+    return mask_phone(recipient.get("to") or recipient.get("recipient") or "")
+
+
+def _iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
 def report_unusable_configuration(error: Exception) -> None:

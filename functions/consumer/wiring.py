@@ -55,7 +55,7 @@ def consumer(context: LambdaContext) -> Consumer:
         ),
         ledger=DynamoDbLedger(aws.dynamodb(), settings.idempotency_table),
         dead_letters=SqsDeadLetters(sqs, settings.dead_letter_queue_url),
-        visibility=SqsVisibility(sqs, settings.queue_url),
+        visibility=SqsVisibility(sqs, settings.queue_url, settings.status_queue_url),
         rules=reply_rules(),
         clock=lambda: datetime.now(UTC),
         remaining_seconds=_remaining(context),

@@ -43,6 +43,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             credentials=wiring.credentials(),
             publisher=wiring.publisher(),
             now=lambda: datetime.now(UTC),
+            statuses=wiring.status_publisher(),
             remaining_seconds=wiring.remaining_seconds(context),
         )
         report_delivery(summary)

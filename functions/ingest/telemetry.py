@@ -19,6 +19,7 @@ from functions.common.names import (
     METRIC_MALFORMED_UPDATES,
     METRIC_MESSAGES_QUEUED,
     METRIC_STATUS_RECEIVED,
+    METRIC_STATUSES_QUEUED,
     METRIC_WEBHOOK_ERROR,
 )
 from functions.common.observability import count_by_dimension, logger, metrics
@@ -31,6 +32,10 @@ def report_delivery(summary: DeliverySummary) -> None:
         name=METRIC_MESSAGES_QUEUED, unit=MetricUnit.Count, value=len(summary.queued)
     )
     count_by_dimension(METRIC_STATUS_RECEIVED, DIM_STATUS, summary.statuses)
+    if summary.statuses_queued:
+        metrics.add_metric(
+            name=METRIC_STATUSES_QUEUED, unit=MetricUnit.Count, value=summary.statuses_queued
+        )
     count_by_dimension(METRIC_DELIVERY_FAILED, DIM_ERROR_CODE, summary.delivery_failures)
     count_by_dimension(METRIC_WEBHOOK_ERROR, DIM_ERROR_CODE, summary.webhook_errors)
     count_by_dimension(METRIC_IGNORED_CHANGE, DIM_FIELD, summary.ignored_fields)

@@ -11,8 +11,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.adapters import aws
 from functions.adapters.secrets import SecretsManagerCredentials
-from functions.adapters.sqs_publisher import SqsFifoPublisher
-from functions.common.settings import IngestSettings
+from functions.adapters.sqs_publisher import SqsFifoPublisher, SqsStatusPublisher
+from functions.common.settings import IngestSettings, status_queue_url
 
 # Left of the invocation for answering once the queue gave up: the response, the log lines, the
 # metrics flush.
@@ -34,6 +34,18 @@ def publisher() -> SqsFifoPublisher:
 def remaining_seconds(context: LambdaContext) -> Callable[[], float]:
     """The time the use case may spend: what the invocation has left, less the answer's share."""
     return lambda: context.get_remaining_time_in_millis() / 1000 - ANSWER_MARGIN_SECONDS
+
+
+def status_publisher() -> SqsStatusPublisher | None:
+    """The status queue's publisher, or None when no status queue is configured."""
+    url = status_queue_url()
+    if not url:
+        return None
+    return SqsStatusPublisher(
+        aws.sqs(aws.INGEST_LIMITS),
+        url,
+        longest_call_seconds=aws.INGEST_LIMITS.longest_call_seconds,
+    )
 
 
 @lru_cache(maxsize=4)

@@ -221,3 +221,110 @@ def test_a_burst_gathering_is_no_failed_attempt() -> None:
     assert len(lines) == 1
     assert f"msg {short_id('wamid.one')} waiting" in lines[0]
     assert "failed attempt" not in stream.getvalue()
+
+
+# --- statuses of replies ------------------------------------------------------------------------
+
+
+def status_line(message: str, level: str = "INFO", **fields: object) -> dict[str, object]:
+    return {
+        "event": "log",
+        "level": level,
+        "message": message,
+        "fields": {"wamid": "wamid.in", "reply_wamid": "wamid.out", "result": "status", **fields},
+    }
+
+
+def test_a_status_alone_is_one_masked_line_and_says_it_is_never_answered() -> None:
+    out, stream = console()
+    body = encode(
+        {
+            "object": "whatsapp_business_account",
+            "entry": [
+                {
+                    "changes": [
+                        {
+                            "value": {
+                                "metadata": {"phone_number_id": "1"},
+                                "statuses": [
+                                    {
+                                        "id": "wamid.out",
+                                        "status": "delivered",
+                                        "timestamp": "1",
+                                        "recipient_id": SENDER,
+                                    }
+                                ],
+                            }
+                        }
+                    ]
+                }
+            ],
+        }
+    )
+    out.exchange(exchange(body, response=b'{"queued":0}'))
+    [line] = stream.getvalue().splitlines()
+    assert "status    delivered for our msg wamid.out to *******9876 (never answered)" in line
+    assert SENDER not in line
+
+
+def test_status_changes_of_replies_are_shown_with_the_latency_a_customer_felt() -> None:
+    out, stream = console()
+    out.worker_event(
+        status_line(
+            "reply status changed",
+            status="delivered",
+            previous_state="sent",
+            reply_state="delivered",
+            delivery_latency_ms=3000,
+        )
+    )
+    out.worker_event(status_line("reply status already known", status="delivered"))
+    out.worker_event(
+        status_line(
+            "reply failed after it was sent",
+            "WARNING",
+            status="failed",
+            error_code="131047",
+            follow_up="sent",
+            follow_up_kind="fallback",
+            follow_up_wamid="wamid.fallback",
+        )
+    )
+    out.worker_event(status_line("status of no reply we know", status="read", result="retry"))
+    lines = stream.getvalue().splitlines()
+    assert (
+        "reply wamid.out of msg wamid.in: sent -> delivered, 3 s after the customer's" in lines[0]
+    )
+    assert "late      reply wamid.out of msg wamid.in failed 131047: fallback sent as" in lines[1]
+    assert "read for reply wamid.out: not a reply we know (looking again)" in lines[2]
+    assert len(lines) == 3  # "already known" is not news
+
+
+def test_a_status_record_that_backs_off_is_named_by_its_reply() -> None:
+    out, stream = console()
+    out.worker_event(
+        {
+            "event": "batch",
+            "records": [
+                {
+                    "wamid": "wamid.out",
+                    "status": "sent",
+                    "succeeded": False,
+                    "receive_count": 1,
+                    "visibility_timeout": 2,
+                }
+            ],
+        }
+    )
+    assert "status sent of reply wamid.out failed attempt 1: retry in 2 s" in stream.getvalue()
+
+
+def test_the_fake_sends_sent_delivered_read_unless_told_otherwise() -> None:
+    assert LocalConfig.from_env({}).fake_statuses == ("sent", "delivered", "read")
+    assert LocalConfig.from_env({"FAKE_GRAPH_STATUSES": "none"}).fake_statuses == ()
+    assert LocalConfig.from_env({"FAKE_GRAPH_STATUSES": "read, sent"}).fake_statuses == (
+        "read",
+        "sent",
+    )
+    with pytest.raises(LocalConfigError, match="FAKE_GRAPH_STATUSES"):
+        LocalConfig.from_env({"FAKE_GRAPH_STATUSES": "seen"})

@@ -12,8 +12,18 @@ from local_pipeline.demo import Case, expects_reply, judge, message_cases, repli
 pytestmark = pytest.mark.unit
 
 
-def case(expect_reply: bool = True, *, rate_limited: bool = False) -> Case:
-    return Case("text", "text", "wamid.x", b"", expect_reply, rate_limited=rate_limited)
+def case(
+    expect_reply: bool = True, *, rate_limited: bool = False, late_failure: bool = False
+) -> Case:
+    return Case(
+        "text",
+        "text",
+        "wamid.x",
+        b"",
+        expect_reply,
+        rate_limited=rate_limited,
+        late_failure=late_failure,
+    )
 
 
 def read(wamid: str = "wamid.x", answer: str = "ok") -> dict[str, Any]:
@@ -53,6 +63,26 @@ def test_refused_sends_do_not_count_as_replies() -> None:
 def test_a_rate_limited_case_needs_the_refusal_to_have_happened() -> None:
     problems = judge(case(rate_limited=True), [read(), reply()]).problems
     assert problems == ["the 130429 was never answered"]
+
+
+def template(wamid: str = "wamid.x") -> dict[str, Any]:
+    return {
+        "kind": "send",
+        "answer": "ok",
+        "json": {"type": "template", "to": "1", "context": {"message_id": wamid}},
+    }
+
+
+def test_a_late_131047_needs_exactly_one_template_after_the_reply() -> None:
+    late = case(late_failure=True)
+    assert judge(late, [read(), reply(), template()]).problems == []
+    assert judge(late, [read(), reply()]).problems == [
+        "0 templates after the late 131047 (expected 1)"
+    ]
+    assert judge(late, [read(), reply(), template(), template()]).problems == [
+        "3 replies (duplicated)",
+        "2 templates after the late 131047 (expected 1)",
+    ]
 
 
 def test_calls_about_other_messages_are_ignored() -> None:

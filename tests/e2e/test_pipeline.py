@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -209,6 +209,103 @@ def test_a_rate_limited_reply_is_retried_until_it_goes_out(pipeline: PipelinePro
     assert f"msg {short_id(wamid)} text from *******0104 failed attempt 1: retry in" in (
         pipeline.output()
     )
+
+
+def traced(pipeline: PipelineProcess, wamid: str) -> dict[str, Any]:
+    """`python -m tools.trace <wamid> --local --json` (it finds this pipeline by its state)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.trace", wamid, "--local", "--json"],
+        cwd=REPO_ROOT,
+        env=pipeline_env(pipeline.state_dir),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    document: dict[str, Any] = json.loads(done.stdout)
+    return document
+
+
+def wait_for_trace(
+    pipeline: PipelineProcess, wamid: str, done: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while True:
+        found = traced(pipeline, wamid)
+        if done(found) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+def test_the_fake_reports_each_reply_sent_delivered_read_and_the_ledger_follows(
+    pipeline: PipelineProcess,
+) -> None:
+    wamid, body = text_webhook("16505550106")
+    assert pipeline.post(body)[0] == 200
+
+    found = wait_for_trace(
+        pipeline, wamid, lambda t: bool(t["replies"]) and t["replies"][0]["state"] == "read"
+    )
+
+    [reply] = found["replies"]
+    assert reply["state"] == "read", pipeline.output()
+    assert set(reply["statuses"]) == {"sent", "delivered", "read"}
+    assert reply["recipient"] == "*******0106"
+    assert (
+        f"reply {short_id(reply['reply_wamid'])} of msg {short_id(wamid)}: delivered -> read"
+        in (pipeline.output())
+    )
+
+
+def test_a_late_131047_gets_one_template_and_make_trace_tells_the_story(
+    pipeline: PipelineProcess,
+) -> None:
+    # Given Meta accepts the next send, then reports it failed with 131047 - twice
+    pipeline.wait_quiet(0.5)
+    pipeline.script_graph("send", {"type": "late_failure", "code": 131047, "repeat": 2})
+    wamid, body = text_webhook("16505550107")
+    # When a message arrives
+    assert pipeline.post(body)[0] == 200
+    # Then its reply is followed by exactly one template, threaded on the message
+    calls = pipeline.wait_for(
+        lambda calls: any(c["json"]["type"] == "template" for c in replies(calls, wamid))
+    )
+    assert calls is not None, pipeline.output()
+    found = wait_for_trace(
+        pipeline,
+        wamid,
+        lambda t: (
+            bool(t["replies"]) and (t["replies"][0]["followed_up_by"] or {}).get("state") == "read"
+        ),
+    )
+    assert [c["json"]["type"] for c in replies(pipeline.wait_quiet(), wamid)] == [
+        "text",
+        "template",
+    ]
+    [reply] = found["replies"]
+    assert (reply["state"], reply["failed_code"]) == ("failed", "131047")
+    assert reply["followed_up_by"]["kind"] == "fallback"
+    # And `make trace` tells that story, masked
+    told = subprocess.run(
+        # -o: the venv is the one running these tests; never reinstall it from a test
+        ["make", "-s", "-o", ".venv/.installed", "trace", f"WAMID={wamid}", "ARGS=--local"],
+        cwd=REPO_ROOT,
+        env={**pipeline_env(pipeline.state_dir), "PY": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert told.returncode == 0, told.stdout + told.stderr
+    text = told.stdout
+    assert "received and queued (one delivery of 1 message(s))" in text
+    assert "text from *******0107" in text
+    assert "read receipt sent" in text
+    assert "late failure 131047 (recipient)" in text
+    assert "fallback: " in text
+    assert "template hello_world" in text
+    assert "now: read" in text
+    assert "16505550107" not in text
 
 
 def test_make_demo_finds_the_pipeline_and_its_secret_and_passes(

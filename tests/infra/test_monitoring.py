@@ -19,6 +19,11 @@ from functions.common.names import (
     METRIC_GRAPH_API_ERROR,
     METRIC_GRAPH_API_ERROR_CLASS,
     METRIC_INVALID_SIGNATURE,
+    METRIC_LATE_FAILURE_CLASS,
+    METRIC_LATE_FAILURES,
+    METRIC_REPLIES_DELIVERED,
+    METRIC_REPLIES_READ,
+    METRIC_REPLY_DELIVERY_LATENCY,
     METRIC_REPLY_SENT,
     METRIC_REPLY_UNCERTAIN,
 )
@@ -54,12 +59,14 @@ def dimensions(props: dict[str, Any]) -> dict[str, Any]:
     return {d["Name"]: d["Value"] for d in props.get("Dimensions", [])}
 
 
-def queue_ids(s: Synthesized) -> tuple[str, str]:
+def queue_ids(s: Synthesized, *, fifo: bool = True) -> tuple[str, str]:
+    """(queue, its DLQ): the inbound FIFO queue, or with fifo=False the status queue."""
     for logical_id, queue in s.resources("AWS::SQS::Queue").items():
-        if "RedrivePolicy" in queue["Properties"]:
-            dlq_id = queue["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        props = queue["Properties"]
+        if "RedrivePolicy" in props and props.get("FifoQueue", False) is fifo:
+            dlq_id = props["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
             return logical_id, dlq_id
-    raise AssertionError("no inbound queue")
+    raise AssertionError("no such queue")
 
 
 EXPECTED_ALARMS = {
@@ -75,6 +82,8 @@ EXPECTED_ALARMS = {
     "ConsumerThrottles",
     "IdempotencyTableThrottles",
     "IdempotencyTableErrors",
+    "LateFailuresNeedAttention",
+    "StatusDeadLetterQueueNotEmpty",
 }
 
 
@@ -104,6 +113,50 @@ def test_dead_letter_queue_alarm_fires_on_one_message(default_stack: Synthesized
         1,
         GE,
     )
+
+
+def test_status_dead_letter_queue_alarm_watches_the_status_dlq(default_stack: Synthesized) -> None:
+    _, status_dlq_id = queue_ids(default_stack, fifo=False)
+    props = alarms(default_stack)["StatusDeadLetterQueueNotEmpty"]
+    assert props["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert dimensions(props) == {"QueueName": {"Fn::GetAtt": [status_dlq_id, "QueueName"]}}
+    assert (props["Statistic"], props["Threshold"]) == ("Maximum", 1)
+
+
+def test_late_failures_of_the_classes_that_need_a_human_alarm_at_one(
+    default_stack: Synthesized,
+) -> None:
+    props = alarms(default_stack)["LateFailuresNeedAttention"]
+    assert (props["Threshold"], props["ComparisonOperator"]) == (1, GE)
+    [expression] = [m for m in props["Metrics"] if "Expression" in m]
+    series = [m for m in props["Metrics"] if "MetricStat" in m]
+    classes = set()
+    for query in series:
+        metric = query["MetricStat"]["Metric"]
+        assert (metric["Namespace"], metric["MetricName"]) == (
+            DEFAULT_METRICS_NAMESPACE,
+            METRIC_LATE_FAILURE_CLASS,
+        )
+        dims = dimensions(metric)
+        assert dims[DIM_SERVICE] == CONSUMER_SERVICE
+        classes.add(dims[DIM_ERROR_CLASS])
+        assert f"FILL({query['Id']}, 0)" in expression["Expression"]  # either alone alarms
+    assert classes == {ERROR_CLASS_AUTH_CONFIG, ERROR_CLASS_QUALITY_POLICY}
+
+
+def test_dashboard_shows_what_becomes_of_replies_on_the_phone(default_stack: Synthesized) -> None:
+    body = dashboard_body(default_stack)
+    phones = json.dumps(_metrics_of(widget(body, "Replies on the customers' phones")))
+    for metric in (METRIC_REPLIES_DELIVERED, METRIC_REPLIES_READ):
+        assert json.dumps([metric, DIM_SERVICE, CONSUMER_SERVICE])[1:-1] in phones
+    latency = [
+        m[-1].get("stat")
+        for m in _metrics_of(widget(body, "Replies on the customers' phones"))
+        if METRIC_REPLY_DELIVERY_LATENCY in m
+    ]
+    assert sorted(latency) == ["p50", "p99"]
+    [late] = _metrics_of(widget(body, "Late failures by ErrorCode"))
+    assert f'MetricName="{METRIC_LATE_FAILURES}"' in late[0]["expression"]
 
 
 @pytest.mark.parametrize(
@@ -318,6 +371,10 @@ def test_dashboard_has_every_panel_on_call_needs(default_stack: Synthesized) -> 
         "Lambda duration",
         "Idempotency table: throttles and errors",
         "Idempotency table: consumed capacity",
+        "Replies on the customers' phones",
+        "Late failures by ErrorCode",
+        "Status queue",
+        "Status dead-letter queue",
     ):
         assert any(t.startswith(start) for t in titles), start
     queue = json.dumps(_metrics_of(widget(body, "Inbound queue")))

@@ -29,6 +29,7 @@ from functions.common.names import (
     ENV_REPLY_RULES_PATH,
     ENV_SECRET_ID,
     ENV_SERVICE_NAME,
+    ENV_STATUS_QUEUE_URL,
     INGEST_SERVICE,
     SECRET_KEY_ACCESS_TOKEN,
     SECRET_KEY_APP_SECRET,
@@ -60,7 +61,12 @@ from infra.constants import (
     OUTPUT_INGEST_LOG_GROUP,
     OUTPUT_QUEUE_URL,
     OUTPUT_SECRET_ARN,
+    OUTPUT_STATUS_DLQ_URL,
+    OUTPUT_STATUS_QUEUE_URL,
+    OUTPUT_TABLE_NAME,
     OUTPUT_WEBHOOK_URL,
+    STATUS_BATCH_SIZE,
+    STATUS_MAX_CONCURRENCY,
     WEBHOOK_PATH,
 )
 from tests.infra.conftest import CUSTOM_PROPS, Synthesized
@@ -111,6 +117,20 @@ def arn_of(logical_id: str) -> str:
 
 def ref(logical_id: str) -> str:
     return json.dumps({"Ref": logical_id}, sort_keys=True)
+
+
+def inbound_queue(s: Synthesized) -> tuple[str, dict[str, Any]]:
+    return s.one("AWS::SQS::Queue", {"RedrivePolicy": Match.any_value(), "FifoQueue": True})
+
+
+def status_queue(s: Synthesized) -> tuple[str, dict[str, Any]]:
+    return s.one(
+        "AWS::SQS::Queue", {"RedrivePolicy": Match.any_value(), "FifoQueue": Match.absent()}
+    )
+
+
+def dlq_of(queue: dict[str, Any]) -> str:
+    return str(queue["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0])
 
 
 # --- API ----------------------------------------------------------------------------------------
@@ -191,7 +211,7 @@ def test_inbound_fifo_queue_redrives_to_a_fifo_dlq(
     stack_name: str, max_receive_count: int, request: pytest.FixtureRequest
 ) -> None:
     s: Synthesized = request.getfixturevalue(stack_name)
-    queue_id, queue = s.one("AWS::SQS::Queue", {"RedrivePolicy": Match.any_value()})
+    queue_id, queue = inbound_queue(s)
     dlq_id = queue["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
     dlq = s.template.to_json()["Resources"][dlq_id]["Properties"]
     props = queue["Properties"]
@@ -210,14 +230,14 @@ def test_inbound_fifo_queue_redrives_to_a_fifo_dlq(
 def test_visibility_timeout_is_at_least_six_times_the_consumer_timeout(
     default_stack: Synthesized,
 ) -> None:
-    _, queue = default_stack.one("AWS::SQS::Queue", {"RedrivePolicy": Match.any_value()})
+    _, queue = inbound_queue(default_stack)
     _, consumer = function(default_stack, CONSUMER_HANDLER)
     assert queue["Properties"]["VisibilityTimeout"] >= 6 * consumer["Properties"]["Timeout"]
 
 
 def test_queues_refuse_requests_without_tls(default_stack: Synthesized) -> None:
     policies = default_stack.resources("AWS::SQS::QueuePolicy")
-    assert len(policies) == 2
+    assert len(policies) == 4  # the inbound queue, the status queue and their DLQs
     for policy in policies.values():
         [statement] = policy["Properties"]["PolicyDocument"]["Statement"]
         assert statement["Effect"] == "Deny"
@@ -264,10 +284,12 @@ def _env(s: Synthesized, handler: str) -> dict[str, Any]:
 
 def test_ingest_environment_is_the_contracts(default_stack: Synthesized) -> None:
     s = default_stack
-    queue_id, _ = s.one("AWS::SQS::Queue", {"RedrivePolicy": Match.any_value()})
+    queue_id, _ = inbound_queue(s)
     secret_id, _ = s.one("AWS::SecretsManager::Secret")
+    status_id, _ = status_queue(s)
     assert _env(s, INGEST_HANDLER) == {
         ENV_QUEUE_URL: {"Ref": queue_id},
+        ENV_STATUS_QUEUE_URL: {"Ref": status_id},
         ENV_SECRET_ID: {"Ref": secret_id},
         ENV_SERVICE_NAME: INGEST_SERVICE,
         ENV_METRICS_NAMESPACE: DEFAULT_METRICS_NAMESPACE,
@@ -277,12 +299,14 @@ def test_ingest_environment_is_the_contracts(default_stack: Synthesized) -> None
 
 def test_consumer_environment_is_the_contracts(default_stack: Synthesized) -> None:
     s = default_stack
-    queue_id, _ = s.one("AWS::SQS::Queue", {"RedrivePolicy": Match.any_value()})
+    queue_id, _ = inbound_queue(s)
     secret_id, _ = s.one("AWS::SecretsManager::Secret")
     table_id, _ = s.one("AWS::DynamoDB::Table")
-    dlq_id = next(logical for logical in s.resources("AWS::SQS::Queue") if logical != queue_id)
+    dlq_id = dlq_of(inbound_queue(s)[1])
+    status_id, _ = status_queue(s)
     assert _env(s, CONSUMER_HANDLER) == {
         ENV_QUEUE_URL: {"Ref": queue_id},
+        ENV_STATUS_QUEUE_URL: {"Ref": status_id},
         ENV_DEAD_LETTER_QUEUE_URL: {"Ref": dlq_id},
         ENV_MAX_ATTEMPTS: str(DEFAULT_MAX_ATTEMPTS),
         ENV_SECRET_ID: {"Ref": secret_id},
@@ -321,9 +345,12 @@ def test_consumer_reads_the_inbound_queue_with_partial_batch_failures(
     stack_name: str, batch_size: int, max_concurrency: int, request: pytest.FixtureRequest
 ) -> None:
     s: Synthesized = request.getfixturevalue(stack_name)
-    queue_id, _ = s.one("AWS::SQS::Queue", {"RedrivePolicy": Match.any_value()})
+    queue_id, _ = inbound_queue(s)
     consumer_id, _ = function(s, CONSUMER_HANDLER)
-    _, mapping = s.one("AWS::Lambda::EventSourceMapping")
+    _, mapping = s.one(
+        "AWS::Lambda::EventSourceMapping",
+        {"EventSourceArn": {"Fn::GetAtt": [queue_id, "Arn"]}},
+    )
     props = mapping["Properties"]
     assert props["EventSourceArn"] == {"Fn::GetAtt": [queue_id, "Arn"]}
     assert props["FunctionName"] == {"Ref": consumer_id}
@@ -333,19 +360,47 @@ def test_consumer_reads_the_inbound_queue_with_partial_batch_failures(
     assert "MaximumBatchingWindowInSeconds" not in props  # FIFO queues refuse a window
 
 
-# --- IAM ----------------------------------------------------------------------------------------
-
-
-def test_ingest_may_only_send_to_the_inbound_queue_and_read_the_secret(
+def test_consumer_reads_the_status_queue_through_its_own_bounded_event_source(
     default_stack: Synthesized,
 ) -> None:
     s = default_stack
-    queue_id, _ = s.one("AWS::SQS::Queue", {"RedrivePolicy": Match.any_value()})
+    status_id, status = status_queue(s)
+    consumer_id, consumer = function(s, CONSUMER_HANDLER)
+    mappings = s.resources("AWS::Lambda::EventSourceMapping")
+    assert len(mappings) == 2
+    _, mapping = s.one(
+        "AWS::Lambda::EventSourceMapping", {"EventSourceArn": {"Fn::GetAtt": [status_id, "Arn"]}}
+    )
+    props = mapping["Properties"]
+    assert props["FunctionName"] == {"Ref": consumer_id}
+    assert props["BatchSize"] == STATUS_BATCH_SIZE
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # at most this many batches at once, whatever the volume: replies keep their concurrency
+    assert props["ScalingConfig"] == {"MaximumConcurrency": STATUS_MAX_CONCURRENCY}
+    queue = status["Properties"]
+    dlq = s.template.to_json()["Resources"][dlq_of(status)]["Properties"]
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == DEFAULT_MAX_RECEIVE_COUNT
+    assert queue["VisibilityTimeout"] >= 6 * consumer["Properties"]["Timeout"]
+    assert "FifoQueue" not in dlq
+    for queue_props in (queue, dlq):
+        assert queue_props["SqsManagedSseEnabled"] is True
+    assert dlq["MessageRetentionPeriod"] > queue["MessageRetentionPeriod"]
+
+
+# --- IAM ----------------------------------------------------------------------------------------
+
+
+def test_ingest_may_only_send_to_the_two_queues_and_read_the_secret(
+    default_stack: Synthesized,
+) -> None:
+    s = default_stack
+    queue_id, _ = inbound_queue(s)
+    status_id, _ = status_queue(s)
     secret_id, _ = s.one("AWS::SecretsManager::Secret")
     _, fn = function(s, INGEST_HANDLER)
     log_group_id = fn["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
     assert grants(s, INGEST_HANDLER) == {
-        "sqs:SendMessage": {arn_of(queue_id)},
+        "sqs:SendMessage": {arn_of(queue_id), arn_of(status_id)},
         "secretsmanager:GetSecretValue": {ref(secret_id)},
         "logs:CreateLogStream": {arn_of(log_group_id)},
         "logs:PutLogEvents": {arn_of(log_group_id)},
@@ -354,10 +409,11 @@ def test_ingest_may_only_send_to_the_inbound_queue_and_read_the_secret(
     }
 
 
-def test_consumer_may_only_touch_its_queue_table_and_secret(default_stack: Synthesized) -> None:
+def test_consumer_may_only_touch_its_queues_table_and_secret(default_stack: Synthesized) -> None:
     s = default_stack
-    queue_id, _ = s.one("AWS::SQS::Queue", {"RedrivePolicy": Match.any_value()})
-    dlq_id = next(logical for logical in s.resources("AWS::SQS::Queue") if logical != queue_id)
+    queue_id, _ = inbound_queue(s)
+    status_id, _ = status_queue(s)
+    dlq_id = dlq_of(inbound_queue(s)[1])
     secret_id, _ = s.one("AWS::SecretsManager::Secret")
     table_id, _ = s.one("AWS::DynamoDB::Table")
     _, fn = function(s, CONSUMER_HANDLER)
@@ -371,7 +427,7 @@ def test_consumer_may_only_touch_its_queue_table_and_secret(default_stack: Synth
     )
     dynamodb_actions = ("PutItem", "UpdateItem")
     assert grants(s, CONSUMER_HANDLER) == {
-        **{f"sqs:{a}": {arn_of(queue_id)} for a in sqs_actions},
+        **{f"sqs:{a}": {arn_of(queue_id), arn_of(status_id)} for a in sqs_actions},
         "sqs:SendMessage": {arn_of(dlq_id)},
         **{f"dynamodb:{a}": {arn_of(table_id)} for a in dynamodb_actions},
         "secretsmanager:GetSecretValue": {ref(secret_id)},
@@ -432,6 +488,9 @@ def test_outputs_give_the_operator_everything_to_wire_and_watch(
         OUTPUT_ALARM_RECIPIENT,
         OUTPUT_QUEUE_URL,
         OUTPUT_DLQ_URL,
+        OUTPUT_STATUS_QUEUE_URL,
+        OUTPUT_STATUS_DLQ_URL,
+        OUTPUT_TABLE_NAME,
         OUTPUT_SECRET_ARN,
         OUTPUT_INGEST_LOG_GROUP,
         OUTPUT_CONSUMER_LOG_GROUP,
@@ -497,11 +556,10 @@ def test_queues_table_and_secret_survive_deletion_and_replacement_by_default(
     default_stack: Synthesized,
 ) -> None:
     stateful = stateful_resources(default_stack)
-    # the inbound queue, the DLQ, the idempotency table, the secret
+    # the inbound queue and its DLQ, the status queue and its DLQ, the table, the secret
     assert sorted(r["Type"] for r in stateful.values()) == sorted(
         [
-            "AWS::SQS::Queue",
-            "AWS::SQS::Queue",
+            *["AWS::SQS::Queue"] * 4,
             "AWS::DynamoDB::Table",
             "AWS::SecretsManager::Secret",
         ]

@@ -24,6 +24,10 @@ dies between the two leaves the claim behind; the next attempt does not send tha
 (an "uncertain" reply, counted and alarmed) — a missing reply is visible, a doubled one reaches
 the customer. Slots are positions in the plan: a reply handler that answers differently on a
 second run still gets each position sent at most once.
+
+Status records (what Meta says became of our replies) are followed by `statuses.py`; this
+module only hands them over (`_follow_status`) and publishes the "reply status changed" event
+for each status first recorded.
 """
 
 from __future__ import annotations
@@ -79,9 +83,15 @@ from functions.domain.consumer.ports import (
 from functions.domain.consumer.relay_events import RelayEvents
 from functions.domain.consumer.reply_handler import HandlerFailed
 from functions.domain.consumer.reply_rules import ReplyRules
+from functions.domain.consumer.statuses import StatusOutcome, follow_status
 from functions.domain.whatsapp.outbound import InvalidOutbound, OutboundMessage, mark_read_body
 from functions.domain.whatsapp.outbound_dicts import reply_body
-from functions.domain.whatsapp.queued_record import QueuedRecord, UnreadableRecord
+from functions.domain.whatsapp.queued_record import (
+    QueuedRecord,
+    QueuedStatus,
+    UnreadableRecord,
+    read_record,
+)
 
 CODE_INTERNAL_ERROR = "internal_error"
 CODE_INVALID_OUTBOUND = "invalid_outbound"  # a reply Meta would refuse as built: permanent
@@ -109,6 +119,7 @@ class Result(Enum):
     INTERNAL_ERROR = "internal_error"  # a bug: reported as failure, logged with traceback
     WAITING = "waiting"  # the first of a burst, held (invisible) while the rest gathers behind
     IN_BURST = "in_burst"  # done: answered as part of the burst of `burst_of`
+    STATUS = "status"  # a status of one of our replies, followed (`RecordOutcome.status`)
 
     @property
     def failed(self) -> bool:
@@ -176,6 +187,7 @@ class RecordOutcome:
     reason: str = ""
     error: BaseException | None = None  # a bug, or what the reply handler raised: logged with
     # its traceback
+    status: StatusOutcome | None = None  # a status record: what following it did
 
     @property
     def failed(self) -> bool:
@@ -350,11 +362,14 @@ def _consume_unit(pending: Sequence[InboxRecord], consumer: Consumer) -> list[Re
     record = pending[0]
     outcome = RecordOutcome(record=record)
     try:
-        queued = QueuedRecord.from_json(record.body)
+        queued = read_record(record.body)
     except UnreadableRecord as error:
         outcome.unreadable = True
         outcome.reason = str(error)
         _dead_letter_unreadable(outcome, consumer)
+        return [outcome]
+    if isinstance(queued, QueuedStatus):
+        _follow_status(queued, outcome, consumer)
         return [outcome]
     _describe(outcome, queued)
     window = consumer.burst_window_seconds
@@ -373,6 +388,44 @@ def _consume_unit(pending: Sequence[InboxRecord], consumer: Consumer) -> list[Re
             return [outcome]
         candidates = _burst_candidates(pending[1:], closes)
     return _consume_burst(record, queued, outcome, candidates, consumer)
+
+
+def _follow_status(status: QueuedStatus, outcome: RecordOutcome, consumer: Consumer) -> None:
+    """A status of one of our replies: `statuses.follow_status` does the work; a retry it asks
+    for goes through the same visibility backoff as a message's. A status the reply's item took
+    for the first time is the `reply.status_changed` event."""
+    record = outcome.record
+    followed = follow_status(
+        status, consumer, token=record.message_id, receive_count=record.receive_count
+    )
+    outcome.status = followed
+    outcome.wamid = followed.inbound_wamid
+    outcome.reply_wamid = status.reply_wamid
+    outcome.store_write_failed = followed.store_write_failed
+    outcome.reason = followed.reason
+    reply = followed.reply
+    if reply is not None and followed.at is not None and followed.first_report:
+        sent, at = reply.reply, followed.at
+        _tell(
+            outcome,
+            consumer,
+            lambda events: events.reply_status_changed(
+                reply_wamid=status.reply_wamid,
+                status=status.status,
+                at=at,
+                phone_number_id=sent.phone_number_id,
+                in_reply_to=sent.in_reply_to or sent.inbound_wamid,
+                conversation_id=sent.conversation_id or None,
+                errors=[dict(error) for error in status.raw_errors],
+                recipient=sent.recipient.get("to") or sent.recipient.get("recipient"),
+            ),
+        )
+    retry = followed.retry
+    if retry is None:
+        outcome.result = Result.STATUS
+        return
+    outcome.result = Result.RETRY
+    _schedule(outcome, retry.code, retry.policy, retry.retry_after, consumer, attempt=retry.attempt)
 
 
 def _describe(outcome: RecordOutcome, queued: QueuedRecord) -> None:

@@ -4,7 +4,7 @@ One table, read top to bottom; change behaviour here, not in `if` statements els
 Meta's `error.code` (Meta's Cloud API "Error codes" page, as of Jun 2026), plus the names
 the Graph client gives failures that carry no code: `timeout`, `network`, `http_<status>`,
 `invalid_response`, and the consumer's own `in_progress`, `store_unavailable`,
-`credentials_unavailable`, `poison`, `handler_error` and `handler_timeout`.
+`credentials_unavailable`, `poison`, `handler_error`, `handler_timeout` and `reply_unknown`.
 
 Actions:
 - RETRY: report the record in `batchItemFailures` after raising its visibility timeout by the
@@ -47,6 +47,8 @@ CODE_STORE_UNAVAILABLE: Final = "store_unavailable"
 CODE_CREDENTIALS_UNAVAILABLE: Final = "credentials_unavailable"
 CODE_POISON: Final = "poison"
 CODE_RETRY_AFTER_WITHOUT_CODE: Final = "http_429"
+# A status of a reply the ledger does not know (yet: it may have raced ahead of the send's record).
+CODE_REPLY_UNKNOWN: Final = "reply_unknown"
 CODE_HTTP_5XX: Final = "http_5xx"  # the table's entry for every http_5NN
 
 # The user's reply handler raised (`handler_error`) or did not return in time
@@ -57,6 +59,7 @@ CODE_HANDLER_TIMEOUT: Final = "handler_timeout"
 # Classes of our own, outside Meta's table (not alarmed as Graph API errors).
 ERROR_CLASS_IN_PROGRESS: Final = "in_progress"
 ERROR_CLASS_POISON: Final = "poison"
+ERROR_CLASS_REPLY_UNKNOWN: Final = "reply_unknown"
 ERROR_CLASS_HANDLER: Final = "handler"
 
 
@@ -120,6 +123,8 @@ POLICIES: Final[Mapping[str, ErrorClassPolicy]] = {
         ErrorClassPolicy(ERROR_CLASS_IN_PROGRESS, Action.RETRY, Backoff(10, 2, 5, 120)),
         # A record no code can read: to the DLQ in minutes, holding its conversation briefly.
         ErrorClassPolicy(ERROR_CLASS_POISON, Action.RETRY, Backoff(5, 2, 5, 60)),
+        # A status that came before its reply was recorded: a few short looks, then dropped.
+        ErrorClassPolicy(ERROR_CLASS_REPLY_UNKNOWN, Action.RETRY, Backoff(2, 2, 2, 30)),
         # The user's code failed: a bug, or a system it calls being down. Soon at first, then
         # patiently, like an unknown code; its own attempts end it in the DLQ.
         ErrorClassPolicy(ERROR_CLASS_HANDLER, Action.RETRY, Backoff(10, 2, 5, 900)),
@@ -187,6 +192,7 @@ CODE_CLASSES: Final[Mapping[str, str]] = {
     # Another execution holds the wamid, or a burst's messages are not all in this batch.
     **dict.fromkeys((CODE_IN_PROGRESS, CODE_BURST_INCOMPLETE), ERROR_CLASS_IN_PROGRESS),
     CODE_POISON: ERROR_CLASS_POISON,
+    CODE_REPLY_UNKNOWN: ERROR_CLASS_REPLY_UNKNOWN,
     **dict.fromkeys((CODE_HANDLER_ERROR, CODE_HANDLER_TIMEOUT), ERROR_CLASS_HANDLER),
 }
 

@@ -109,7 +109,7 @@ class SentReply:
     reply_wamid: str
     inbound_wamid: str
     slot: int  # position in the list of replies to the inbound message
-    kind: str  # "reply" or "fallback"
+    kind: str  # "reply" or "fallback"; a late failure's follow-up: "fallback" or "resend"
     phone_number_id: str
     recipient: Mapping[str, str]  # the send body's addressing: {"to": ...} or {"recipient": ...}
     message: Mapping[str, Any]  # the outbound message as sent (type part of the body)
@@ -119,6 +119,8 @@ class SentReply:
     in_reply_to: str | None = None  # the wamid it threads on / answers, when not inbound_wamid
     burst: tuple[str, ...] = ()  # every wamid this reply answers, when more than one
     conversation_id: str = ""  # the conversation's FIFO group id (no phone number in it)
+    original: str | None = None  # a follow-up: the reply whose late failure it follows up
+    generation: int = 0  # follow-ups in its chain before it (0: the reply itself)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +145,50 @@ class FailedAttempt:
     # The burst's other messages: their leases released with it, or, with `dead_lettered`,
     # those that went to the DLQ with it.
     members: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StatusWrite:
+    """One status of one reply, to be remembered once (the first timestamp of each status wins)."""
+
+    reply_wamid: str
+    status: str  # sent, delivered, read, played or failed
+    at: float  # Meta's timestamp, epoch seconds
+    error_code: str | None = None  # failed: Meta's code
+    error_class: str | None = None  # failed: its class in the error policy
+    # failed: take the follow-up of this reply for `follow_up_owner` unless someone has, and
+    # (when a send may follow) claim its first attempt - in the same write.
+    follow_up_owner: str | None = None
+    claim_first_attempt: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUp:
+    """What was done about a reply's late failure."""
+
+    owner: str | None = None  # who took it (a status record's SQS message id)
+    attempts: int = 0  # sends claimed (started)
+    refused: int = 0  # of them, refused by Meta (known not sent)
+    reply_wamid: str | None = None  # the follow-up Meta accepted ("" when it gave no wamid)
+    kind: str | None = None  # "fallback" or "resend"
+    gave_up: bool = False  # refused for good, or attempts ran out
+    error_code: str | None = None  # the last refusal's code
+
+    @property
+    def in_doubt(self) -> bool:
+        """A claimed send whose outcome was never recorded: it may have gone out."""
+        return self.reply_wamid is None and not self.gave_up and self.attempts > self.refused
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyRecord:
+    """What the ledger knows of one reply: what was sent, its statuses, its follow-up."""
+
+    reply: SentReply
+    statuses: Mapping[str, float] = field(default_factory=dict)  # status -> Meta's timestamp
+    failed_code: str | None = None
+    failed_class: str | None = None
+    follow_up: FollowUp = field(default_factory=FollowUp)
 
 
 class Ledger(Protocol):
@@ -187,6 +233,31 @@ class Ledger(Protocol):
     def record_failure(self, wamid: str, failure: FailedAttempt) -> None:
         """This attempt failed; release its lease (and its refused slot) for the next one. A
         dead-lettered burst's members are marked in the same write."""
+        ...
+
+    # --- the statuses of replies (docs/contract.md, "Statuses") -------------------------------
+
+    def record_status(self, write: StatusWrite) -> ReplyRecord | None:
+        """Remember one status of a reply in one write: its timestamp unless one is known, and for
+        a failure the code, the follow-up's owner and first claim unless already taken. Returns
+        the reply as it was BEFORE this write (so the caller sees what this write changed), or
+        None when no such reply is remembered (not ours, expired, or not recorded yet)."""
+        ...
+
+    def claim_follow_up(self, reply_wamid: str, *, owner: str, attempt: int, now: float) -> bool:
+        """Claim the `attempt`-th follow-up send (after `attempt - 1` refusals) for its owner;
+        False when the follow-up is not in that state (taken elsewhere, or in doubt)."""
+        ...
+
+    def record_follow_up(self, follow_up: SentReply) -> None:
+        """Meta accepted a follow-up (`follow_up.original` is the reply it follows up): record it
+        on the original and remember it as a reply of its own, in one write."""
+        ...
+
+    def settle_follow_up(
+        self, reply_wamid: str, *, refused: int, error_code: str, gave_up: bool
+    ) -> None:
+        """Meta refused the `refused`-th follow-up send: it may be tried again, unless gave_up."""
         ...
 
 

@@ -1,20 +1,21 @@
 """The ingest use cases: Meta's subscription handshake, and accepting a webhook delivery.
 
-A delivery is accepted only once its signature holds and every inbound message in it is
-durably queued; anything less raises, so the entry point answers non-200 and Meta redelivers.
+A delivery is accepted only once its signature holds and every inbound message in it (and, when
+a status queue is configured, every status of one of our messages) is durably queued; anything
+less raises, so the entry point answers non-200 and Meta redelivers.
 """
 
 import json
 import math
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from functions.domain.ingest.ports import MessagePublisher
+from functions.domain.ingest.ports import MessagePublisher, StatusPublisher
 from functions.domain.ingest.signature import is_well_formed, signature_matches
 from functions.domain.whatsapp.credentials import CredentialSource, WhatsAppCredentials
-from functions.domain.whatsapp.queued_record import QueuedRecord
+from functions.domain.whatsapp.queued_record import QueuedRecord, QueuedStatus
 from functions.domain.whatsapp.webhook import (
     InvalidPayload,
     ReceivedMessage,
@@ -43,6 +44,7 @@ class DeliverySummary:
     """What a delivery held, for metrics: nothing here is personal data."""
 
     queued: tuple[ReceivedMessage, ...] = ()
+    statuses_queued: int = 0  # statuses put on the status queue (0 when there is none)
     failed_statuses: tuple[StatusUpdate, ...] = ()
     statuses: Mapping[str, int] = field(default_factory=dict)  # by status
     delivery_failures: Mapping[str, int] = field(default_factory=dict)  # by ErrorCode
@@ -70,10 +72,13 @@ def accept_delivery(
     publisher: MessagePublisher,
     now: Callable[[], datetime],
     remaining_seconds: Callable[[], float] = lambda: math.inf,
+    statuses: StatusPublisher | None = None,
 ) -> DeliverySummary:
     """Verify, parse and queue one webhook POST. Raises before queueing anything if the body is
-    not authentic or not a webhook; raises `PublishFailed` if the queue did not take it all in
-    the time `remaining_seconds()` leaves (the caller's deadline, less what answering takes)."""
+    not authentic or not a webhook; raises `PublishFailed` if a queue did not take it all in
+    the time `remaining_seconds()` leaves (the caller's deadline, less what answering takes).
+
+    Without a status publisher (no status queue configured) statuses are only counted."""
     if not signature_header:
         raise SignatureRejected("the X-Hub-Signature-256 header is missing")
     if not is_well_formed(signature_header):
@@ -89,7 +94,17 @@ def accept_delivery(
     records = [QueuedRecord(received=m, received_at=received_at) for m in delivery.messages]
     if records:
         publisher.publish(records, remaining_seconds=remaining_seconds)
-    return summarize(delivery)
+    followed = [
+        QueuedStatus.from_update(update, received_at)
+        for update in delivery.statuses
+        if update.wamid  # nothing to follow it by
+    ]
+    if statuses is not None and followed:
+        statuses.publish(followed, remaining_seconds=remaining_seconds)
+    summary = summarize(delivery)
+    if statuses is None:
+        return summary
+    return replace(summary, statuses_queued=len(followed))
 
 
 def summarize(delivery: WebhookDelivery) -> DeliverySummary:

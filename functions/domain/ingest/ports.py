@@ -1,5 +1,6 @@
 """What the ingest use case needs from outside besides the credentials (those are shared with the
-consumer: `functions.domain.whatsapp.credentials`): a durable queue for the records.
+consumer: `functions.domain.whatsapp.credentials`): durable queues for the records - one for
+inbound messages, one for the statuses of our own messages.
 
 Each port names the one exception its implementations raise, so callers never catch botocore's
 exceptions (or `Exception`).
@@ -8,7 +9,7 @@ exceptions (or `Exception`).
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from functions.domain.whatsapp.queued_record import QueuedRecord
+from functions.domain.whatsapp.queued_record import QueuedRecord, QueuedStatus
 
 
 class PublishFailed(Exception):
@@ -27,4 +28,13 @@ class MessagePublisher(Protocol):
         """Durably queue every record, each conversation's in the order given, or raise
         `PublishFailed`. `remaining_seconds()` is the time left to do it: no call to the queue
         starts that could outlast it."""
+        ...
+
+
+class StatusPublisher(Protocol):
+    def publish(
+        self, statuses: Sequence[QueuedStatus], *, remaining_seconds: Callable[[], float]
+    ) -> None:
+        """Durably queue every status record (in no particular order), or raise
+        `PublishFailed`; like `MessagePublisher.publish` within `remaining_seconds()`."""
         ...

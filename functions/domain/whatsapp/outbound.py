@@ -319,6 +319,35 @@ def send_body(
     return body
 
 
+def rendered(message: OutboundMessage) -> dict[str, Any]:
+    """The type part of a send body, `{"type": T, T: {...}}`: what a reply is remembered as."""
+    return {"type": message.type, message.type: message.payload()}
+
+
+def addressed_body(
+    recipient: Mapping[str, str], message: Mapping[str, Any], *, reply_to: str | None
+) -> dict[str, Any]:
+    """A send body from parts already rendered: a remembered reply's addressing (`{"to": …}` or
+    `{"recipient": …}`) and its type part (`rendered`) - a resend, or a late fallback.
+
+    `reply_to` threads it, except a reaction (which names the message it reacts to itself)."""
+    addressing = {key: value for key, value in recipient.items() if key in ("to", "recipient")}
+    _require(any(value for value in addressing.values()), "the reply has no recipient")
+    kind = message.get("type")
+    _require(isinstance(kind, str) and isinstance(message.get(kind), Mapping), "no message part")
+    assert isinstance(kind, str)
+    body: dict[str, Any] = {
+        "messaging_product": MESSAGING_PRODUCT,
+        "recipient_type": "individual",
+        **addressing,
+        "type": kind,
+        kind: dict(message[kind]),
+    }
+    if reply_to is not None and kind != "reaction":
+        body["context"] = {"message_id": reply_to}
+    return body
+
+
 def mark_read_body(wamid: str, *, typing_indicator: bool) -> dict[str, Any]:
     """Mark `wamid` (and earlier messages of its thread) read; optionally show "typing…"."""
     _non_empty(wamid, "message id")

@@ -246,11 +246,13 @@ class StatusUpdate:
 
     wamid: str
     status: str
-    recipient_id: str  # may be "" for a message sent to a BSUID
+    recipient_id: str  # a phone number, or "" for a message sent to a BSUID: masked in logs
     timestamp: str
     business: BusinessNumber
     errors: tuple[MetaError, ...] = ()
     recipient_user_id: str = ""  # the recipient's BSUID (2026)
+    waba_id: str = ""
+    raw: Mapping[str, Any] = field(default_factory=dict)  # as Meta sent it (never queued whole)
 
     @property
     def recipient_key(self) -> str:
@@ -349,7 +351,7 @@ def _parse_value(value: Mapping[str, Any], path: str, *, waba_id: str, found: _F
             )
         )
     for _, raw in _objects(value, "statuses", f"{path}.statuses", found.problems):
-        found.statuses.append(_parse_status(raw, business))
+        found.statuses.append(_parse_status(raw, business, waba_id))
     found.errors.extend(_parse_errors(value.get("errors")))
 
 
@@ -482,7 +484,9 @@ def _contact_for(message: InboundMessage, contacts: Sequence[Contact]) -> Contac
     return None
 
 
-def _parse_status(raw: Mapping[str, Any], business: BusinessNumber) -> StatusUpdate:
+def _parse_status(
+    raw: Mapping[str, Any], business: BusinessNumber, waba_id: str = ""
+) -> StatusUpdate:
     return StatusUpdate(
         wamid=_optional_str(raw.get("id")) or "",
         status=_optional_str(raw.get("status")) or "unknown",
@@ -491,6 +495,8 @@ def _parse_status(raw: Mapping[str, Any], business: BusinessNumber) -> StatusUpd
         business=business,
         errors=tuple(_parse_errors(raw.get("errors"))),
         recipient_user_id=_optional_str(raw.get("recipient_user_id")) or "",
+        waba_id=waba_id,
+        raw=raw,
     )
 
 

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 import urllib3
 
+from functions.domain.ingest.signature import signature_matches
+from functions.domain.whatsapp.webhook import parse_delivery
 from local_pipeline.fake_graph import (
     FakeGraphApi,
     hang,
     http_error,
+    late_failure,
     main,
     meta_error,
     ok,
@@ -254,3 +259,108 @@ def test_standalone_main_serves_until_told(http: urllib3.PoolManager) -> None:
     main(["--port", "0", "--token", "t", "--latency", "0"], serve=drive)
 
     assert seen == [200]
+
+
+# --- status webhooks -------------------------------------------------------------------------
+
+
+class _Webhook:
+    """A loopback endpoint that records what it is POSTed."""
+
+    def __init__(self) -> None:
+        received: list[tuple[dict[str, str], bytes]] = []
+        self.received = received
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/webhook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def webhook() -> Iterator[_Webhook]:
+    endpoint = _Webhook()
+    yield endpoint
+    endpoint.close()
+
+
+def test_accepted_sends_are_followed_by_signed_status_webhooks_in_metas_shape(
+    graph: FakeGraphApi, http: urllib3.PoolManager, webhook: _Webhook
+) -> None:
+    graph.send_statuses(webhook.url, "app-secret", delay_seconds=0.0)
+
+    answer = post(http, graph.url, SEND)
+    assert graph.wait_for_statuses(3)
+
+    wamid = json.loads(answer.data)["messages"][0]["id"]
+    assert [p.status for p in graph.posted_statuses()] == ["sent", "delivered", "read"]
+    assert {p.http_status for p in graph.posted_statuses()} == {200}
+    for headers, body in webhook.received:
+        assert signature_matches(body, headers["x-hub-signature-256"], "app-secret")
+        document = json.loads(body)
+        (status,) = document["entry"][0]["changes"][0]["value"]["statuses"]
+        assert status["id"] == wamid
+        assert status["recipient_id"] == SEND["to"]
+        assert "pricing" not in status
+        assert "conversation" not in status
+        (update,) = parse_delivery(document).statuses
+        assert update.business.phone_number_id == "106540352242922"
+
+
+def test_a_scripted_late_failure_is_accepted_then_reported_failed(
+    graph: FakeGraphApi, http: urllib3.PoolManager, webhook: _Webhook
+) -> None:
+    graph.send_statuses(webhook.url, "app-secret", delay_seconds=0.0)
+    graph.enqueue(late_failure(131047, repeat=2), kind="send")
+    to_username = {**SEND, "recipient": "US.13491208655302741918"}
+    del to_username["to"]
+
+    answer = post(http, graph.url, to_username)
+    assert graph.wait_for_statuses(2)
+
+    assert answer.status == 200
+    assert graph.sent_messages()[0].answer == "ok"
+    failed = [
+        json.loads(body)["entry"][0]["changes"][0]["value"]["statuses"][0]
+        for _, body in webhook.received
+    ]
+    assert [(s["status"], s["errors"][0]["code"]) for s in failed] == [("failed", 131047)] * 2
+    assert failed[0]["recipient_user_id"] == "US.13491208655302741918"
+    assert failed[0]["recipient_id"] == ""
+
+
+def test_status_webhooks_are_controlled_over_http(
+    graph: FakeGraphApi, http: urllib3.PoolManager, webhook: _Webhook
+) -> None:
+    control = graph.url + "/__fake/statuses"
+    on = {"url": webhook.url, "appSecret": "s", "sequence": ["delivered"], "delaySeconds": 0}
+    assert http.request("POST", control, body=json.dumps(on).encode()).status == 200
+    post(http, graph.url, SEND)
+    assert graph.wait_for_statuses(1)
+    script = {"kind": "send", "answers": [{"type": "late_failure", "code": 131026}]}
+    http.request("POST", graph.url + "/__fake/script", body=json.dumps(script).encode())
+    post(http, graph.url, SEND)
+    assert graph.wait_for_statuses(2)
+
+    posted = json.loads(http.request("GET", control).data)
+    assert [(p["status"], p["error_code"]) for p in posted] == [
+        ("delivered", None),
+        ("failed", 131026),
+    ]
+    off = http.request("POST", control, body=json.dumps({"url": None}).encode())
+    assert json.loads(off.data) == {"statuses": False}
+    assert graph.status_webhooks is None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from functions.domain.consumer.ports import (
     Ledger,
     MessageStatus,
     SentReply,
+    StatusWrite,
     StoreUnavailable,
 )
 from tests.conftest import boto_client
@@ -193,6 +195,155 @@ def test_dynamodb_items_carry_expiry_and_the_reply_for_its_statuses(
     assert json.loads(item["message"]["S"])["text"]["body"] == "Hello Sheena!"
 
 
+# --- the statuses of replies ------------------------------------------------------------------
+
+
+def replied(ledger: Ledger, reply: str = "wamid.OUT1=") -> None:
+    begin(ledger)
+    ledger.record_sent(sent(0, reply), claim_next=None, finished=Finished("replied"))
+
+
+def failed(owner: str, *, code: str = "131047", claim: bool = True) -> StatusWrite:
+    return StatusWrite(
+        reply_wamid="wamid.OUT1=",
+        status="failed",
+        at=NOW + 9,
+        error_code=code,
+        error_class="recipient",
+        follow_up_owner=owner,
+        claim_first_attempt=claim,
+    )
+
+
+def test_a_status_of_no_known_reply_returns_none_and_creates_nothing(ledger: Ledger) -> None:
+    assert ledger.record_status(StatusWrite("wamid.NOBODY=", "delivered", NOW)) is None
+    replied(ledger)
+    assert ledger.record_status(StatusWrite("wamid.NOBODY=", "sent", NOW)) is None
+
+
+def test_each_status_keeps_its_first_timestamp_and_returns_the_reply_before_it(
+    ledger: Ledger,
+) -> None:
+    replied(ledger)
+
+    first = ledger.record_status(StatusWrite("wamid.OUT1=", "read", NOW + 9))
+    second = ledger.record_status(StatusWrite("wamid.OUT1=", "delivered", NOW + 3))
+    again = ledger.record_status(StatusWrite("wamid.OUT1=", "read", NOW + 50))
+    after = ledger.record_status(StatusWrite("wamid.OUT1=", "sent", NOW + 1))
+
+    assert first is not None
+    assert second is not None
+    assert again is not None
+    assert after is not None
+    assert first.statuses == {}
+    assert first.reply == sent()
+    assert second.statuses == {"read": NOW + 9}
+    assert again.statuses == {"read": NOW + 9, "delivered": NOW + 3}
+    assert after.statuses == {"read": NOW + 9, "delivered": NOW + 3}
+
+
+def test_a_failure_takes_the_follow_up_for_its_first_owner_only(ledger: Ledger) -> None:
+    replied(ledger)
+
+    first = ledger.record_status(failed("sqs-1"))
+    duplicate = ledger.record_status(failed("sqs-2", code="131026"))
+    now = ledger.record_status(StatusWrite("wamid.OUT1=", "sent", NOW + 1))
+
+    assert first is not None
+    assert duplicate is not None
+    assert now is not None
+    assert first.follow_up.owner is None
+    assert first.failed_code is None
+    assert duplicate.follow_up.owner == "sqs-1"
+    assert duplicate.follow_up.attempts == 1  # claimed with the failure, by its owner
+    assert duplicate.follow_up.in_doubt
+    assert (now.failed_code, now.failed_class) == ("131047", "recipient")
+    assert now.statuses == {"failed": NOW + 9}
+    assert now.follow_up.owner == "sqs-1"
+
+
+def test_follow_up_attempts_are_claimed_one_after_a_refusal_each(ledger: Ledger) -> None:
+    replied(ledger)
+    ledger.record_status(failed("sqs-1"))
+
+    assert not ledger.claim_follow_up("wamid.OUT1=", owner="sqs-1", attempt=2, now=NOW)  # in doubt
+    ledger.settle_follow_up("wamid.OUT1=", refused=1, error_code="131000", gave_up=False)
+    assert not ledger.claim_follow_up("wamid.OUT1=", owner="sqs-2", attempt=2, now=NOW)
+    assert ledger.claim_follow_up("wamid.OUT1=", owner="sqs-1", attempt=2, now=NOW)
+    assert not ledger.claim_follow_up("wamid.OUT1=", owner="sqs-1", attempt=2, now=NOW)
+    ledger.settle_follow_up("wamid.OUT1=", refused=2, error_code="131000", gave_up=True)
+    assert not ledger.claim_follow_up("wamid.OUT1=", owner="sqs-1", attempt=3, now=NOW)
+
+    state = ledger.record_status(StatusWrite("wamid.OUT1=", "sent", NOW))
+    assert state is not None
+    assert state.follow_up.attempts == 2
+    assert state.follow_up.refused == 2
+    assert state.follow_up.gave_up
+    assert state.follow_up.error_code == "131000"
+    assert not state.follow_up.in_doubt
+
+
+def test_an_unowned_first_claim_follows_the_same_rules(ledger: Ledger) -> None:
+    replied(ledger)
+    ledger.record_status(failed("sqs-1", claim=False))
+
+    assert ledger.claim_follow_up("wamid.OUT1=", owner="sqs-1", attempt=1, now=NOW)
+    assert not ledger.claim_follow_up("wamid.OUT1=", owner="sqs-1", attempt=1, now=NOW)
+
+
+def test_a_follow_up_is_recorded_on_its_original_and_remembered_as_a_reply(
+    ledger: Ledger,
+) -> None:
+    replied(ledger)
+    ledger.record_status(failed("sqs-1"))
+    template = {"type": "template", "template": {"name": "hello_world"}}
+    follow_up = SentReply(
+        reply_wamid="wamid.OUT2=",
+        inbound_wamid=WAMID,
+        slot=0,
+        kind="fallback",
+        phone_number_id="106540352242922",
+        recipient={"to": "16505551234"},
+        message=template,
+        decision="late-131047",
+        sent_at=NOW + 10,
+        inbound_at=NOW - 2,
+        original="wamid.OUT1=",
+        generation=1,
+    )
+
+    ledger.record_follow_up(follow_up)
+
+    original = ledger.record_status(StatusWrite("wamid.OUT1=", "sent", NOW + 1))
+    own = ledger.record_status(StatusWrite("wamid.OUT2=", "delivered", NOW + 12))
+    assert original is not None
+    assert own is not None
+    assert original.follow_up.reply_wamid == "wamid.OUT2="
+    assert original.follow_up.kind == "fallback"
+    assert not original.follow_up.in_doubt
+    assert own.reply == follow_up
+    assert own.statuses == {}
+    assert not ledger.claim_follow_up("wamid.OUT1=", owner="sqs-1", attempt=2, now=NOW)
+
+
+def test_dynamodb_keeps_statuses_as_numbers_and_no_recipient_beyond_the_reply(
+    idempotency_table: str, aws: str
+) -> None:
+    ledger = DynamoDbLedger(dynamodb(), idempotency_table)
+    replied(ledger)
+    ledger.record_status(StatusWrite("wamid.OUT1=", "delivered", NOW + 3))
+    ledger.record_status(failed("sqs-1"))
+
+    client = boto_client("dynamodb", aws)
+    item = client.get_item(TableName=idempotency_table, Key={"id": {"S": "reply#wamid.OUT1="}})
+    message = client.get_item(TableName=idempotency_table, Key={"id": {"S": f"msg#{WAMID}"}})
+
+    assert float(item["Item"]["status_delivered"]["N"]) == NOW + 3
+    assert item["Item"]["failed_code"] == {"S": "131047"}
+    assert int(item["Item"]["expiration"]["N"]) == int(NOW + 1) + REPLY_TTL_SECONDS
+    assert "16505551234" not in json.dumps(message["Item"])  # the number: on the reply only
+
+
 @pytest.mark.parametrize(
     "call",
     [
@@ -202,6 +353,12 @@ def test_dynamodb_items_carry_expiry_and_the_reply_for_its_statuses(
         lambda ledger: ledger.finish(WAMID, Finished("no_reply"), release_slot=None),
         lambda ledger: ledger.record_failure(
             WAMID, FailedAttempt(1, "2", "transient", NOW, release_slot=0)
+        ),
+        lambda ledger: ledger.record_status(StatusWrite("wamid.OUT1=", "read", NOW)),
+        lambda ledger: ledger.claim_follow_up("wamid.OUT1=", owner="a", attempt=1, now=NOW),
+        lambda ledger: ledger.record_follow_up(replace(sent(), original="wamid.OUT0=")),
+        lambda ledger: ledger.settle_follow_up(
+            "wamid.OUT1=", refused=1, error_code="2", gave_up=False
         ),
     ],
 )

@@ -9,8 +9,8 @@ import uuid
 import pytest
 
 from functions.domain.ingest.signature import sign
-from functions.domain.whatsapp.queued_record import QueuedRecord
-from tests.conftest import APP_SECRET, VERIFY_TOKEN, FifoQueues, boto_client
+from functions.domain.whatsapp.queued_record import QueuedRecord, QueuedStatus, read_record
+from tests.conftest import APP_SECRET, VERIFY_TOKEN, FifoQueues, StatusQueue, boto_client
 from tests.events import builders as b
 from tests.integration.ingest.conftest import Invoke
 from tests.telemetry import emitted_metrics
@@ -188,6 +188,53 @@ def test_statuses_errors_and_other_fields_are_acknowledged_and_counted(
     assert by_dimension[("DeliveryFailed", (("ErrorCode", "131026"), service))] == 1
     assert by_dimension[("WebhookError", (("ErrorCode", "130429"), service))] == 1
     assert by_dimension[("IgnoredChange", (("Field", "account_update"), service))] == 1
+
+
+def test_with_a_status_queue_each_status_is_queued_before_the_200(
+    ingest: Invoke,
+    fifo_queues: FifoQueues,
+    status_queue: StatusQueue,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    statuses = [b.status("sent"), b.status("failed", errors=[b.meta_error(131047)])]
+    body = b.encode(b.webhook(b.change(messages=[b.message()], statuses=statuses)))
+
+    answer = ingest(b.signed_post(body, APP_SECRET))
+
+    assert answer["statusCode"] == 200
+    assert json.loads(answer["body"]) == {"queued": 1}  # inbound messages, as before
+    assert len(fifo_queues.drain()) == 1  # the inbound queue holds messages only
+    queued = [read_record(m["Body"]) for m in status_queue.drain()]
+    assert all(isinstance(r, QueuedStatus) for r in queued)
+    assert sorted(r.reply_wamid for r in queued if isinstance(r, QueuedStatus)) == sorted(
+        s["id"] for s in statuses
+    )
+    assert b.SENDER not in json.dumps([r.to_json() for r in queued])
+    metrics = emitted_metrics(capsys.readouterr().out)
+    assert sum(m["value"] for m in metrics if m["name"] == "StatusesQueued") == 2
+
+
+def test_a_status_queue_that_refuses_makes_meta_redeliver(
+    ingest: Invoke, status_queue: StatusQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STATUS_QUEUE_URL", status_queue.url + "-gone")
+
+    answer = ingest(b.signed_post(b.fixture_bytes("status_failed"), APP_SECRET))
+
+    assert answer["statusCode"] == 503
+    assert json.loads(answer["body"])["error"] == "queue_unavailable"
+
+
+def test_a_fifo_status_queue_is_a_configuration_error(
+    ingest: Invoke, monkeypatch: pytest.MonkeyPatch, captured_logs: io.StringIO
+) -> None:
+    monkeypatch.setenv("STATUS_QUEUE_URL", "https://sqs.eu-west-1.amazonaws.com/1/statuses.fifo")
+
+    answer = ingest(b.signed_post(b.fixture_bytes("status_failed"), APP_SECRET))
+
+    assert answer["statusCode"] == 500
+    assert json.loads(answer["body"])["error"] == "configuration_error"
+    assert "STATUS_QUEUE_URL" in captured_logs.getvalue()
 
 
 def test_a_thousand_updates_across_entries_and_numbers_are_all_queued_exactly_once(

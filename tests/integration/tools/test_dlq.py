@@ -318,6 +318,27 @@ def test_why_reports_a_failed_query() -> None:
         )
 
 
+def test_inspect_names_a_status_record_by_its_reply(fifo_queues: FifoQueues) -> None:
+    body = json.dumps(
+        {
+            "schemaVersion": 1,
+            "kind": "status",
+            "receivedAt": "2026-11-25T08:00:00.000Z",
+            "business": {"phoneNumberId": "106540352242922"},
+            "status": {"id": "wamid.OURS", "status": "failed", "timestamp": "1764057600"},
+        }
+    )
+    dead_letter(fifo_queues, body)
+
+    [entry] = dlq.inspect_dlq(fifo_queues.sqs, fifo_queues.dlq_url)
+
+    assert (entry.wamid, entry.message_type, entry.unreadable) == (
+        "wamid.OURS",
+        "status:failed",
+        None,
+    )
+
+
 # --- against `make run` (its state file, moto) --------------------------------------------------
 
 

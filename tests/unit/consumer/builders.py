@@ -8,7 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,12 +21,15 @@ from functions.domain.consumer.ports import (
     DeadLetterFailed,
     FailedAttempt,
     Finished,
+    FollowUp,
     GraphApiError,
     MessageHistory,
     MessageStatus,
     RelayEvent,
     ReplyHandler,
+    ReplyRecord,
     SentReply,
+    StatusWrite,
     StoreUnavailable,
     Unpublished,
     VisibilityChange,
@@ -126,6 +129,44 @@ def queued_body(
     )
 
 
+def status_body(
+    reply_wamid: str,
+    status: str = "delivered",
+    *,
+    at: float | None = None,
+    error_code: int | None = None,
+    received_at: datetime = NOW,
+) -> str:
+    """A status record as ingest writes it (kind "status"; without Meta's `recipient_id`)."""
+    raw: dict[str, Any] = {
+        "id": reply_wamid,
+        "status": status,
+        "timestamp": str(int(at if at is not None else received_at.timestamp())),
+    }
+    if error_code is not None:
+        raw["errors"] = [
+            {
+                "code": error_code,
+                "title": "Re-engagement message",
+                "message": "Re-engagement message",
+                "error_data": {"details": "More than 24 hours have passed."},
+            }
+        ]
+    return json.dumps(
+        {
+            "schemaVersion": 1,
+            "kind": "status",
+            "receivedAt": received_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "business": {
+                "phoneNumberId": BUSINESS_NUMBER_ID,
+                "displayPhoneNumber": BUSINESS_DISPLAY_NUMBER,
+                "wabaId": WABA_ID,
+            },
+            "status": raw,
+        }
+    )
+
+
 def wamid_of(body: str) -> str:
     return str(json.loads(body)["wamid"])
 
@@ -221,12 +262,34 @@ class _Item:
 
 
 @dataclass
+class _ReplyItem:
+    reply: SentReply
+    statuses: dict[str, float] = field(default_factory=dict)
+    failed_code: str | None = None
+    failed_class: str | None = None
+    follow_up: FollowUp = field(default_factory=FollowUp)
+
+    def record(self) -> ReplyRecord:
+        return ReplyRecord(
+            reply=self.reply,
+            statuses=dict(self.statuses),
+            failed_code=self.failed_code,
+            failed_class=self.failed_class,
+            follow_up=self.follow_up,
+        )
+
+
+REPLY_STATUSES = frozenset({"sent", "delivered", "read", "played", "failed"})
+
+
+@dataclass
 class MemoryLedger:
     """`Ledger` in memory, with the DynamoDB adapter's semantics (the same contract tests run
     against both: tests/integration/consumer/test_ledger_contract.py)."""
 
     items: dict[str, _Item] = field(default_factory=dict)
     replies: dict[str, SentReply] = field(default_factory=dict)
+    reply_items: dict[str, _ReplyItem] = field(default_factory=dict)
     down: set[str] = field(default_factory=set)  # methods that raise StoreUnavailable
     calls: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -294,6 +357,7 @@ class MemoryLedger:
                 self._members_done(reply.inbound_wamid, finished.members)
             if reply.reply_wamid:
                 self.replies[reply.reply_wamid] = reply
+                self.reply_items[reply.reply_wamid] = _ReplyItem(reply)
 
     def finish(self, wamid: str, finished: Finished, *, release_slot: int | None) -> None:
         with self._lock:
@@ -334,6 +398,72 @@ class MemoryLedger:
             other = self.items.setdefault(member, _Item())
             other.status, other.outcome = MessageStatus.DONE, IN_BURST
             other.burst_head, other.lease_until = head, 0.0
+
+    def record_status(self, write: StatusWrite) -> ReplyRecord | None:
+        if write.status not in REPLY_STATUSES:
+            raise ValueError(f"not a status a reply keeps: {write.status!r}")
+        with self._lock:
+            self._enter("record_status")
+            item = self.reply_items.get(write.reply_wamid)
+            if item is None:
+                return None
+            before = item.record()
+            item.statuses.setdefault(write.status, write.at)
+            item.failed_code = item.failed_code or write.error_code
+            item.failed_class = item.failed_class or write.error_class
+            follow_up = item.follow_up
+            if write.follow_up_owner is not None and follow_up.owner is None:
+                follow_up = replace(follow_up, owner=write.follow_up_owner)
+            if write.claim_first_attempt and follow_up.attempts == 0:
+                follow_up = replace(follow_up, attempts=1)
+            item.follow_up = follow_up
+            return before
+
+    def claim_follow_up(self, reply_wamid: str, *, owner: str, attempt: int, now: float) -> bool:
+        with self._lock:
+            self._enter("claim_follow_up")
+            item = self.reply_items.get(reply_wamid)
+            follow_up = item.follow_up if item else None
+            if (
+                item is None
+                or follow_up is None
+                or follow_up.owner != owner
+                or follow_up.reply_wamid is not None
+                or follow_up.gave_up
+                or follow_up.attempts != attempt - 1
+                or follow_up.refused != attempt - 1
+            ):
+                return False
+            item.follow_up = replace(follow_up, attempts=attempt)
+            return True
+
+    def record_follow_up(self, follow_up: SentReply) -> None:
+        if follow_up.original is None:
+            raise ValueError("a follow-up names the reply it follows up")
+        with self._lock:
+            self._enter("record_follow_up")
+            original = self.reply_items.get(follow_up.original)
+            if original is not None:  # DynamoDB's update would create it; no test needs that
+                original.follow_up = replace(
+                    original.follow_up, reply_wamid=follow_up.reply_wamid, kind=follow_up.kind
+                )
+            if follow_up.reply_wamid:
+                self.replies[follow_up.reply_wamid] = follow_up
+                self.reply_items[follow_up.reply_wamid] = _ReplyItem(follow_up)
+
+    def settle_follow_up(
+        self, reply_wamid: str, *, refused: int, error_code: str, gave_up: bool
+    ) -> None:
+        with self._lock:
+            self._enter("settle_follow_up")
+            item = self.reply_items.get(reply_wamid)
+            if item is not None:
+                item.follow_up = replace(
+                    item.follow_up,
+                    refused=refused,
+                    error_code=error_code,
+                    gave_up=item.follow_up.gave_up or gave_up,
+                )
 
     def _enter(self, method: str) -> None:
         self.calls.append(method)

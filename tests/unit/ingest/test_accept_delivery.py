@@ -17,7 +17,7 @@ from functions.domain.ingest.signature import sign
 from functions.domain.whatsapp.credentials import CredentialsUnavailable, WhatsAppCredentials
 from functions.domain.whatsapp.webhook import InvalidPayload
 from tests.events import builders as b
-from tests.fakes import FakeCredentials, FakePublisher
+from tests.fakes import FakeCredentials, FakePublisher, FakeStatusPublisher
 
 pytestmark = pytest.mark.unit
 
@@ -163,6 +163,52 @@ def test_a_well_formed_wrong_signature_refreshes_once() -> None:
     with pytest.raises(SignatureRejected, match="does not match"):
         accept(b.fixture_bytes("text"), "sha256=" + "a" * 64, creds, FakePublisher())
     assert creds.reads == 2  # the cached read, then one forced refresh
+
+
+def test_statuses_are_queued_when_a_status_queue_is_configured() -> None:
+    body = b.encode(
+        b.webhook(
+            b.change(
+                messages=[b.message()],
+                statuses=[b.status("sent"), b.status("read"), {**b.status("read"), "id": ""}],
+            )
+        )
+    )
+    statuses = FakeStatusPublisher()
+
+    summary = accept_delivery(
+        body,
+        sign(body, "app-secret"),
+        credentials=FakeCredentials(CREDS),
+        publisher=FakePublisher(),
+        now=lambda: NOW,
+        statuses=statuses,
+    )
+
+    assert [s.status for s in statuses.published] == ["sent", "read"]  # an id-less one is not
+    assert all(s.received_at == NOW for s in statuses.published)
+    assert summary.statuses_queued == 2
+    assert summary.statuses == {"sent": 1, "read": 2}
+
+
+def test_a_status_queue_that_refuses_fails_the_delivery_for_a_redelivery() -> None:
+    body = b.fixture_bytes("status_failed")
+    with pytest.raises(PublishFailed):
+        accept_delivery(
+            body,
+            sign(body, "app-secret"),
+            credentials=FakeCredentials(CREDS),
+            publisher=FakePublisher(),
+            now=lambda: NOW,
+            statuses=FakeStatusPublisher(fail_with="Throttled"),
+        )
+
+
+def test_without_a_status_queue_statuses_are_only_counted() -> None:
+    body = b.fixture_bytes("status_delivered")
+    summary = accept(body, sign(body, "app-secret"), FakeCredentials(CREDS), FakePublisher())
+    assert summary.statuses_queued == 0
+    assert summary.statuses == {"delivered": 1}
 
 
 def test_the_callers_deadline_reaches_the_publisher() -> None:

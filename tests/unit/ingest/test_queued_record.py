@@ -7,7 +7,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from functions.domain.whatsapp.queued_record import QueuedRecord, UnreadableRecord
+from functions.domain.whatsapp.queued_record import (
+    QueuedRecord,
+    QueuedStatus,
+    UnreadableRecord,
+    read_record,
+)
 from functions.domain.whatsapp.webhook import parse_delivery
 from tests.events import builders as b
 
@@ -93,3 +98,61 @@ def test_ids_always_satisfy_sqs_rules(wamid: str) -> None:
 def test_poison_records_are_recognised(body: str) -> None:
     with pytest.raises(UnreadableRecord):
         QueuedRecord.from_json(body)
+
+
+# --- status records -----------------------------------------------------------------------------
+
+
+def status_for(raw: dict[str, object]) -> QueuedStatus:
+    (update,) = parse_delivery(b.webhook(b.change(statuses=[raw]))).statuses
+    return QueuedStatus.from_update(update, RECEIVED_AT)
+
+
+def test_a_status_record_keeps_what_the_consumer_acts_on_and_no_recipient() -> None:
+    raw = b.status("failed", errors=[b.meta_error(131047, "Re-engagement message")])
+    raw |= {"recipient_user_id": "US.13491208655302741918", "pricing": {"billable": False}}
+
+    record = status_for(raw)
+    document = json.loads(record.to_json())
+    again = read_record(record.to_json())
+
+    assert document["kind"] == "status"
+    assert set(document["status"]) == {"id", "status", "timestamp", "errors"}
+    assert b.SENDER not in record.to_json()
+    assert "US.1349" not in record.to_json()
+    assert isinstance(again, QueuedStatus)
+    assert again.reply_wamid == raw["id"]
+    assert again.status == "failed"
+    assert again.at == 1750263773.0
+    assert [e.code_label for e in again.errors] == ["131047"]
+    assert again.received_at == RECEIVED_AT
+    assert again.business.phone_number_id == record.business.phone_number_id
+
+
+def test_message_records_have_no_kind_and_read_as_messages() -> None:
+    (record,) = record_for(b.message())
+
+    assert "kind" not in json.loads(record.to_json())
+    assert isinstance(read_record(record.to_json()), QueuedRecord)
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ('{"schemaVersion": 1, "kind": "reaction"}', "unknown record kind"),
+        ('{"schemaVersion": 1, "kind": "status", "receivedAt": "2026-01-01T00:00:00Z"}', "status"),
+        (
+            '{"schemaVersion": 1, "kind": "status", "status": {"status": "read"},'
+            ' "receivedAt": "2026-01-01T00:00:00Z"}',
+            "status.id",
+        ),
+    ],
+)
+def test_unreadable_status_records_and_unknown_kinds_are_poison(body: str, problem: str) -> None:
+    with pytest.raises(UnreadableRecord, match=problem):
+        read_record(body)
+
+
+def test_a_status_record_is_not_read_as_a_message() -> None:
+    with pytest.raises(UnreadableRecord, match="not a message record"):
+        QueuedRecord.from_json(status_for(b.status("read")).to_json())

@@ -11,9 +11,14 @@ from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeou
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from functions.adapters.sqs_publisher import MAX_ATTEMPTS, OUT_OF_TIME, SqsFifoPublisher
+from functions.adapters.sqs_publisher import (
+    MAX_ATTEMPTS,
+    OUT_OF_TIME,
+    SqsFifoPublisher,
+    SqsStatusPublisher,
+)
 from functions.domain.ingest.ports import PublishFailed
-from functions.domain.whatsapp.queued_record import QueuedRecord
+from functions.domain.whatsapp.queued_record import QueuedRecord, QueuedStatus
 from functions.domain.whatsapp.webhook import parse_delivery
 from tests.events import builders as b
 from tests.fakes import ScriptedSqs, as_sqs
@@ -238,3 +243,26 @@ def test_whatever_sqs_refuses_every_conversation_stays_in_order(
         sizes = [sum(1 for r in batch if r.group_id == g) for g in {r.group_id for r in batch}]
         rounds = (sum(1 for size in sizes if size > r) for r in range(max(sizes)))
         assert len(sqs.calls) == sum(math.ceil(heads / 10) for heads in rounds)
+
+
+def statuses(count: int) -> list[QueuedStatus]:
+    delivery = parse_delivery(b.webhook(b.change(statuses=[b.status() for _ in range(count)])))
+    return [QueuedStatus.from_update(s, datetime.now(UTC)) for s in delivery.statuses]
+
+
+def test_statuses_go_to_a_standard_queue_in_batches_without_fifo_ids() -> None:
+    sqs = ScriptedSqs()
+    batch = statuses(25)
+
+    SqsStatusPublisher(as_sqs(sqs), "https://statuses").publish(batch)
+
+    assert sorted(len(call) for call in sqs.calls) == [5, 10, 10]
+    assert sorted(e["MessageBody"] for e in sqs.accepted) == sorted(s.to_json() for s in batch)
+    assert not any("MessageGroupId" in e or "MessageDeduplicationId" in e for e in sqs.accepted)
+
+
+def test_a_status_the_queue_keeps_refusing_raises() -> None:
+    batch = statuses(3)
+    sqs = ScriptedSqs(fail_times={batch[1].to_json(): 99})
+    with pytest.raises(PublishFailed, match="2 of 3 statuses"):
+        SqsStatusPublisher(as_sqs(sqs), "https://statuses").publish(batch)
