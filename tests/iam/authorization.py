@@ -202,9 +202,9 @@ def _cloudformation(call: AwsCall, names: ArnNames, action: str) -> list[Permiss
 def _logs(call: AwsCall, names: ArnNames, action: str) -> list[Permission]:
     if action in RESOURCELESS_ACTIONS:
         return [Permission(action, "*")]
-    if "logGroupName" in call.resources:
-        return [Permission(action, names.log_group(call.resources["logGroupName"]))]
-    return []
+    # StartQuery over several groups is authorized on each of them.
+    groups = call.resources.get("logGroupNames") or [call.resources.get("logGroupName")]
+    return [Permission(action, names.log_group(group)) for group in groups if group]
 
 
 _RULES: dict[str, Callable[[AwsCall, ArnNames, str], list[Permission]]] = {

@@ -4,17 +4,20 @@ moto (tests/iam/emulated_stack.py) and the fake Graph API.
 
 The paths, by the calls they make (functions/adapters/):
 - ingest: the handshake and a signed delivery read the secret (GetSecretValue) and queue every
-  message (SendMessageBatch);
+  message and every status (SendMessageBatch, on the inbound and the status queue);
 - consumer, fed from the queue the way its event source mapping feeds it: the ledger's writes
   (UpdateItem, TransactWriteItems), read receipts and replies (the Graph API), events on the bus
   (PutEvents), a burst's first message held back (ChangeMessageVisibilityBatch);
 - records written by ingest a minute ago (a burst whose window has closed), an unreadable record
   and a record whose reply keeps failing until its own attempts run out (SendMessage to the DLQ,
   ChangeMessageVisibilityBatch each time before);
-- the consumer without QUEUE_URL (the contract allows it): its backoff finds the queue by the
-  record's ARN (GetQueueUrl).
+- statuses of the replies sent, through ingest and the status queue: a lifecycle, a late 131047
+  (the fallback template), a transient late failure (a resend), statuses of unknown replies
+  (looked at again: ChangeMessageVisibilityBatch on the status queue);
+- the consumer without QUEUE_URL and STATUS_QUEUE_URL (the contract allows it): its backoff finds
+  each record's queue by the record's ARN (GetQueueUrl).
 What a stack does not configure (no bus, no burst window) is simply not called. A function fed by
-another queue of the template gets what ingest queued there.
+yet another queue of the template gets what ingest queued there.
 test_function_roles.py checks that this reaches every AWS call in the code.
 """
 
@@ -24,6 +27,7 @@ import hashlib
 import importlib
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,16 +37,26 @@ from typing import Any
 from functions.common.names import (
     ENV_DEAD_LETTER_QUEUE_URL,
     ENV_GRAPH_API_URL,
+    ENV_IDEMPOTENCY_TABLE,
     ENV_MAX_ATTEMPTS,
     ENV_QUEUE_URL,
+    ENV_STATUS_QUEUE_URL,
     MAX_BURST_WINDOW_SECONDS,
     SECRET_KEY_APP_SECRET,
     SECRET_KEY_VERIFY_TOKEN,
 )
 from infra.constants import CONSUMER_HANDLER, INGEST_HANDLER
-from local_pipeline.fake_graph import FakeGraphApi, meta_error
+from local_pipeline.fake_graph import FakeGraphApi, meta_error, status_webhook
 from tests.conftest import APP_SECRET, VERIFY_TOKEN, boto_client, frozen_context
-from tests.events.builders import api_event, change, encode, message, signed_post, webhook
+from tests.events.builders import (
+    BUSINESS_NUMBER_ID,
+    api_event,
+    change,
+    encode,
+    message,
+    signed_post,
+    webhook,
+)
 from tests.events.builders import status as status_update
 from tests.iam.emulated_stack import EmulatedStack
 from tests.unit.consumer.builders import inbound, queued_body
@@ -51,6 +65,8 @@ Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 # Consumer invocations per phase before the scenario says the queue did not drain.
 MAX_POLLS = 20
 RETRYABLE = 130429  # Meta's throughput limit: retried with backoff (error_policy.py)
+WINDOW_CLOSED = 131047  # as a late failure: the fallback template follows
+TRANSIENT_LATE_FAILURE = 131000  # as a late failure: the reply is sent again
 
 
 class ScenarioFailed(AssertionError):
@@ -182,6 +198,7 @@ class Poller:
         raise ScenarioFailed(f"{self.source.queue_url} still hands out records")
 
     def put(self, body: str, group: str) -> None:
+        """A record on a FIFO queue in conversation `group`, as ingest would put it."""
         self.sqs.send_message(
             QueueUrl=self.source.queue_url,
             MessageBody=body,
@@ -216,23 +233,116 @@ def secret_document(access_token: str) -> str:
 def drive_every_path(runtime: Lambda) -> None:
     """Run every AWS-calling path of every function of the stack once (at least)."""
     ingest = runtime.function(INGEST_HANDLER)
+    consumer = runtime.function(CONSUMER_HANDLER)
+    consumer_environment = runtime.environment(consumer)
     with runtime.running(ingest) as handler:
         _ingest(handler)
-    for source in event_sources(runtime.stack):
-        poller = Poller(runtime.endpoint, source)
-        with runtime.running(source.function) as handler:
-            # What ingest just queued for it: with a burst window, each conversation's first
-            # message is held back for the rest of its burst; without, everything is answered.
-            poller.drain(handler)
-            if runtime.handler_path(source.function) != CONSUMER_HANDLER:
-                continue  # another queue's function: fed by ingest only
-            _closed_burst(poller, handler)
-            _unreadable_record(poller, handler, runtime)
-            _attempts_run_out(poller, handler, runtime, source)
-        with runtime.running(source.function, unset=(ENV_QUEUE_URL,)) as handler:
-            _retry_without_queue_url(poller, handler, runtime)
+    sources = event_sources(runtime.stack)
+    inbound = _source_of(sources, consumer_environment.get(ENV_QUEUE_URL))
+    statuses = _source_of(sources, consumer_environment.get(ENV_STATUS_QUEUE_URL))
+    if inbound is None:
+        raise ScenarioFailed("the consumer is fed by no queue of the stack")
+    messages = Poller(runtime.endpoint, inbound)
+    with runtime.running(consumer) as handler:
+        # What ingest just queued: with a burst window, each conversation's first message is
+        # held back for the rest of its burst; without, everything is answered.
+        messages.drain(handler)
+        _closed_burst(messages, handler)
+        _unreadable_record(messages, handler, runtime)
+        _attempts_run_out(messages, handler, runtime, inbound)
+    status_poller = None if statuses is None else Poller(runtime.endpoint, statuses)
+    if status_poller is not None:
+        _statuses_of_the_replies(runtime, ingest, status_poller)
+    for other in sources:
+        if other not in (inbound, statuses):  # another queue of the stack: what ingest put there
+            with runtime.running(other.function) as handler:
+                Poller(runtime.endpoint, other).drain(handler)
+    # The contract lets the consumer run without its queues' URLs: it finds each record's queue
+    # by the record's ARN (GetQueueUrl).
+    with runtime.running(consumer, unset=(ENV_QUEUE_URL, ENV_STATUS_QUEUE_URL)) as handler:
+        _retry_without_queue_url(messages, handler, runtime)
+    if status_poller is not None:
+        with runtime.running(ingest) as handler:
+            _post(handler, _fresh_status_of_an_unknown_reply())
+        with runtime.running(consumer, unset=(ENV_QUEUE_URL, ENV_STATUS_QUEUE_URL)) as handler:
+            answer = status_poller.invoke(handler, status_poller.receive())
+            if not answer["batchItemFailures"]:
+                raise ScenarioFailed("the status of an unknown reply was not looked at again")
     if runtime.graph.pending_answers():
         raise ScenarioFailed("the fake Graph API still holds scripted answers")
+
+
+def _source_of(sources: list[EventSource], queue_url: str | None) -> EventSource | None:
+    return next((source for source in sources if source.queue_url == queue_url), None)
+
+
+def _statuses_of_the_replies(runtime: Lambda, ingest: str, poller: Poller) -> None:
+    """Meta's status webhooks for the replies sent so far, through ingest onto the status queue
+    and from there to the consumer: a closed window (131047: the fallback template) on one, a
+    lifecycle and then a transient late failure (a resend) on another."""
+    replies = _replies(runtime)
+    free_form = [reply for reply in replies if reply["type"] != "template"]
+    if len(replies) < 2 or not free_form:
+        raise ScenarioFailed(f"{len(replies)} replies to follow, expected 2, one not a template")
+    closed = free_form[0]  # a template is the answer to 131047 on a free-form reply only
+    resent = next(reply for reply in replies if reply is not closed)
+    plan = [
+        (resent, "sent", None),
+        (resent, "delivered", None),
+        (closed, "failed", WINDOW_CLOSED),
+        (resent, "failed", TRANSIENT_LATE_FAILURE),
+    ]
+    with runtime.running(ingest) as handler:
+        for reply, status, code in plan:
+            _post(
+                handler,
+                status_webhook(
+                    reply["wamid"],
+                    status,
+                    phone_number_id=reply["phone_number_id"],
+                    recipient=reply["recipient"],
+                    timestamp=int(time.time()),
+                    error_code=code,
+                ),
+            )
+    sent_before = len(runtime.graph.sent_messages())
+    with runtime.running(poller.source.function) as handler:
+        poller.drain(handler)
+    # The resend at least (a template follows 131047 only where the rules name one).
+    if len(runtime.graph.sent_messages()) <= sent_before:
+        raise ScenarioFailed("the transient late failure was not followed by a resend")
+
+
+def _replies(runtime: Lambda) -> list[dict[str, Any]]:
+    """The `reply#` items of the ledger (read by the test, not by the functions)."""
+    table = runtime.environment(runtime.function(CONSUMER_HANDLER))[ENV_IDEMPOTENCY_TABLE]
+    items = boto_client("dynamodb", runtime.endpoint).scan(TableName=table)["Items"]
+    return [
+        {
+            "wamid": item["id"]["S"].removeprefix("reply#"),
+            "phone_number_id": item["phone_number_id"]["S"],
+            "recipient": {k: v["S"] for k, v in item["recipient"]["M"].items()},
+            "type": json.loads(item["message"]["S"]).get("type"),
+        }
+        for item in sorted(items, key=lambda item: item["id"]["S"])
+        if item["id"]["S"].startswith("reply#")
+    ]
+
+
+def _fresh_status_of_an_unknown_reply() -> dict[str, Any]:
+    return status_webhook(
+        "wamid.NOT-OURS-YET",
+        "delivered",
+        phone_number_id=BUSINESS_NUMBER_ID,
+        recipient={"to": "16505550040"},
+        timestamp=int(time.time()),
+    )
+
+
+def _post(handler: Handler, delivery: dict[str, Any]) -> None:
+    answer = handler(signed_post(encode(delivery), APP_SECRET), frozen_context())
+    if answer["statusCode"] != 200:
+        raise ScenarioFailed(f"a delivery was answered {answer['statusCode']}: {answer}")
 
 
 def _ingest(handler: Handler) -> None:
@@ -259,9 +369,7 @@ def _ingest(handler: Handler) -> None:
             statuses=[status_update("delivered"), status_update("read")],
         )
     )
-    answer = handler(signed_post(encode(delivery), APP_SECRET), frozen_context())
-    if answer["statusCode"] != 200:
-        raise ScenarioFailed(f"the delivery was answered {answer['statusCode']}: {answer}")
+    _post(handler, delivery)
 
 
 def _earlier_body(text: str, sender: str) -> str:

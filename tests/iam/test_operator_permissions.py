@@ -39,8 +39,10 @@ from functions.common.names import (
 from infra.constants import (
     OUTPUT_CONSUMER_LOG_GROUP,
     OUTPUT_DLQ_URL,
+    OUTPUT_INGEST_LOG_GROUP,
     OUTPUT_QUEUE_URL,
     OUTPUT_SECRET_ARN,
+    OUTPUT_TABLE_NAME,
 )
 from tests.conftest import TEST_REGION, boto_client
 from tests.iam.authorization import ArnNames, Permission, permissions_for
@@ -55,10 +57,22 @@ MAKEFILE = REPO_ROOT / "Makefile"
 TOOLS_DIR = REPO_ROOT / "tools"
 TABLE_HEADING = "## Permissions for the operator commands"
 NEW_TOKEN = "EAAGnewSystemUserToken0123456789"
-# What the runbook calls each resource the commands act on.
-THE_STACK, THE_DLQ, THE_QUEUE = "the stack", "the DLQ", "the inbound queue"
-THE_LOG_GROUP, THE_SECRET, ANY = "the consumer's log group", "the secret", "any"
-RESOURCE_PHRASES = (THE_STACK, THE_DLQ, THE_QUEUE, THE_LOG_GROUP, THE_SECRET, ANY)
+# The resources the commands act on, and what the runbook calls them.
+STACK, DLQ, QUEUE, TABLE, SECRET, ANY = "stack", "DLQ", "queue", "table", "secret", "*"
+CONSUMER_LOGS, INGEST_LOGS = "consumer's log group", "ingest's log group"
+RESOURCE_PHRASES: dict[str, tuple[str, ...]] = {
+    "the stack": (STACK,),
+    "the DLQ": (DLQ,),
+    "the inbound queue": (QUEUE,),
+    "the table": (TABLE,),
+    "the secret": (SECRET,),
+    "the consumer's log group": (CONSUMER_LOGS,),
+    "the ingest's and the consumer's log groups": (INGEST_LOGS, CONSUMER_LOGS),
+    "any": (ANY,),
+}
+# What the Makefile's recipes take from the command line (`make trace WAMID=...`).
+WAMID = "wamid.HBgLMTY1MDU1NTEyMzQVAgASGBQzQUI2="
+MAKE_VARIABLES = {"WAMID": WAMID}
 
 
 # --- the runbook's table ---------------------------------------------------------------------
@@ -67,7 +81,7 @@ RESOURCE_PHRASES = (THE_STACK, THE_DLQ, THE_QUEUE, THE_LOG_GROUP, THE_SECRET, AN
 @dataclass(frozen=True)
 class Row:
     command: str  # "make inspect-dlq", "python -m tools.dlq status"
-    permissions: frozenset[tuple[str, str]]  # (action, resource phrase)
+    permissions: frozenset[tuple[str, str]]  # (action, resource)
     options: tuple[str, ...]  # options the row's permissions depend on: ("--why",)
 
 
@@ -94,7 +108,11 @@ def runbook_rows() -> list[Row]:
             phrase = next((p for p in RESOURCE_PHRASES if resource.strip().startswith(p)), None)
             assert phrase is not None, f"{command}: unknown resource {resource.strip()!r}"
             assert _ACTION.findall(group), f"{command}: no action in {group.strip()!r}"
-            permissions.update((action, phrase) for action in _ACTION.findall(group))
+            permissions.update(
+                (action, named)
+                for action in _ACTION.findall(group)
+                for named in RESOURCE_PHRASES[phrase]
+            )
         rows.append(
             Row(
                 command=command.strip("`"),
@@ -115,7 +133,8 @@ def tool_invocation(command: str) -> tuple[str, list[str]]:
         assert recipe is not None, f"no make target {words[1]}"
         found = re.search(r"\$\(PY\) -m (tools\.\w+)(.*?)\$\(ARGS\)", recipe.group(1))
         assert found is not None, f"make {words[1]} runs no operator tool"
-        return found.group(1), shlex.split(found.group(2))
+        arguments = re.sub(r"\$\((\w+)\)", lambda v: MAKE_VARIABLES[v.group(1)], found.group(2))
+        return found.group(1), shlex.split(arguments)
     assert words[:2] == ["python", "-m"], command
     return words[2], words[3:]
 
@@ -126,7 +145,7 @@ def tool_invocation(command: str) -> tuple[str, list[str]]:
 @dataclass(frozen=True)
 class Deployed:
     stack_name: str
-    phrases: dict[str, str]  # resource ARN -> the runbook's phrase for it
+    resources: dict[str, str]  # ARN -> which resource it is
 
 
 def deploy(endpoint: str) -> Deployed:
@@ -150,8 +169,19 @@ def deploy(endpoint: str) -> Deployed:
             }
         ),
     )["ARN"]
-    log_group = f"/relay/{suffix}/consumer"
-    boto_client("logs", endpoint).create_log_group(logGroupName=log_group)
+    logs = boto_client("logs", endpoint)
+    log_groups = {name: f"/relay/{suffix}/{name}" for name in ("consumer", "ingest")}
+    for group in log_groups.values():
+        logs.create_log_group(logGroupName=group)
+    table = f"relay-{suffix}"
+    dynamodb = boto_client("dynamodb", endpoint)
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.put_item(TableName=table, Item={"id": {"S": f"msg#{WAMID}"}, "status": {"S": "done"}})
     stack_name = f"relay-{suffix}"
     boto_client("cloudformation", endpoint).create_stack(
         StackName=stack_name,
@@ -161,7 +191,9 @@ def deploy(endpoint: str) -> Deployed:
                 "Outputs": {
                     OUTPUT_QUEUE_URL: {"Value": queue_url},
                     OUTPUT_DLQ_URL: {"Value": dlq_url},
-                    OUTPUT_CONSUMER_LOG_GROUP: {"Value": log_group},
+                    OUTPUT_CONSUMER_LOG_GROUP: {"Value": log_groups["consumer"]},
+                    OUTPUT_INGEST_LOG_GROUP: {"Value": log_groups["ingest"]},
+                    OUTPUT_TABLE_NAME: {"Value": table},
                     OUTPUT_SECRET_ARN: {"Value": secret_arn},
                 },
             }
@@ -170,12 +202,14 @@ def deploy(endpoint: str) -> Deployed:
     names = arn_names()
     return Deployed(
         stack_name=stack_name,
-        phrases={
-            names.stack(stack_name): THE_STACK,
-            names.queue(dlq_url): THE_DLQ,
-            names.queue(queue_url): THE_QUEUE,
-            names.log_group(log_group): THE_LOG_GROUP,
-            secret_arn: THE_SECRET,
+        resources={
+            names.stack(stack_name): STACK,
+            names.queue(dlq_url): DLQ,
+            names.queue(queue_url): QUEUE,
+            names.table(table): TABLE,
+            names.log_group(log_groups["consumer"]): CONSUMER_LOGS,
+            names.log_group(log_groups["ingest"]): INGEST_LOGS,
+            secret_arn: SECRET,
             "*": ANY,
         },
     )
@@ -265,9 +299,9 @@ def needed(calls: list[AwsCall], deployed: Deployed) -> set[tuple[str, str]]:
     permissions: set[Permission] = set()
     for call in calls:
         permissions.update(permissions_for(call, arn_names()))
-    unknown = {p.resource for p in permissions} - set(deployed.phrases)
+    unknown = {p.resource for p in permissions} - set(deployed.resources)
     assert not unknown, f"calls on resources the runbook has no name for: {unknown}"
-    return {(p.action, deployed.phrases[p.resource]) for p in permissions}
+    return {(p.action, deployed.resources[p.resource]) for p in permissions}
 
 
 ROWS = runbook_rows()
@@ -328,6 +362,7 @@ def test_the_table_parser_reads_every_command_the_table_names() -> None:
         "make redrive",
         "make rotate-token",
         "make destroy",
+        "make trace",
     }
     inspect_row = next(row for row in ROWS if row.command == "make inspect-dlq")
     assert inspect_row.options == ("--why",)
