@@ -105,7 +105,7 @@ def test_every_message_ends_answered_once_or_accounted_for(
 def check(run: FaultRun) -> tuple[dict[str, Ending], list[str]]:
     """Each inbound message's ending, and every way one broke the contract."""
     messages = run.traffic.messages
-    problems: list[str] = []
+    problems: list[str] = list(run.tally.unexpected)
     accepted: Counter[str] = Counter()
     for request in run.graph.requests:
         wamid = inbound_wamid(request)
