@@ -269,6 +269,11 @@ class Kill:
         return "timer" if self.after_seconds is not None else str(self.point)
 
 
+# Points an invocation passes at most once (one visibility call per batch) or seldom (a dead
+# letter): only their first passage is ever there to die at.
+ONCE_PER_INVOCATION: Final = frozenset({"after_visibility_change", "after_dead_letter"})
+
+
 def kills(
     seed: int, points: Sequence[str], *, weights: Mapping[str, int], timers: int
 ) -> list[Kill]:
@@ -277,7 +282,7 @@ def kills(
     the order shuffled, the `nth` passage of the point (1-3) drawn."""
     rng = random.Random(f"{seed}:kills")
     plan = [
-        Kill(point=point, nth=rng.choice((1, 1, 2, 3)))
+        Kill(point=point, nth=1 if point in ONCE_PER_INVOCATION else rng.choice((1, 1, 2, 3)))
         for point in points
         for _ in range(weights.get(point, 1))
     ]
