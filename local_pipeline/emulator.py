@@ -220,11 +220,18 @@ def _suffixed(name: str, suffix: str) -> str:
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
-def serve(port: int = 0, *, wrap: Callable[[WsgiApp], WsgiApp] | None = None) -> None:
+def serve(
+    port: int = 0,
+    *,
+    wrap: Callable[[WsgiApp], WsgiApp] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> None:
     """The emulator process: moto's server on 127.0.0.1:`port`, a `{"port": N}` line on stdout
     once it listens, served until stdin reaches EOF (the parent closed it or died).
 
-    `wrap` puts WSGI middleware in front of moto (the benchmarks delay DynamoDB with it)."""
+    `wrap` puts WSGI middleware in front of moto (the benchmarks delay DynamoDB with it);
+    `clock` is the time SQS lives by (the fault suite moves it forward: visibility timeouts,
+    the deduplication window and `SentTimestamp` all follow it)."""
     from moto import backends
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
@@ -238,8 +245,9 @@ def serve(port: int = 0, *, wrap: Callable[[WsgiApp], WsgiApp] | None = None) ->
     if callable(getattr(backends, "list_of_moto_modules", None)):
         module_names = tuple(backends.list_of_moto_modules())
         backends.list_of_moto_modules = lambda: module_names
-    _fast_sqs_clock()
-    _fast_sqs_retention_check()
+    _fast_sqs_clock(clock)
+    _fast_sqs_retention_check(clock)
+    _fast_dynamodb_transactions()
     serialize_dynamodb()
 
     class RequestHandler(MotoRequestHandler):
@@ -284,11 +292,12 @@ def serialize_dynamodb() -> None:
     DynamoHandler.call_action = serialized  # type: ignore[method-assign]
 
 
-def _fast_sqs_clock() -> None:
+def _fast_sqs_clock(clock: Callable[[], float] = time.time) -> None:
     """moto's SQS asks the time for every message of a queue on each send and receive (to count
     visible ones), through a datetime computation ~20x slower than `time.time()`: a queue a few
     hundred messages deep then costs milliseconds per call, and a local pipeline under load slows
-    down the more it falls behind. Same value, from `time.time()`."""
+    down the more it falls behind. Same value, from `clock` (`time.time` but in the fault
+    suite)."""
     from moto.sqs import models
 
     original_millis = getattr(models, "unix_time_millis", None)
@@ -297,16 +306,16 @@ def _fast_sqs_clock() -> None:
         return  # another moto: nothing to speed up here
 
     def unix_time(dt: Any = None) -> float:
-        return time.time() if dt is None else float(original_seconds(dt))
+        return clock() if dt is None else float(original_seconds(dt))
 
     def unix_time_millis(dt: Any = None) -> float:
-        return time.time() * 1000.0 if dt is None else float(original_millis(dt))
+        return clock() * 1000.0 if dt is None else float(original_millis(dt))
 
     setattr(models, "unix_time", unix_time)  # noqa: B010 - moto does not export these names
     setattr(models, "unix_time_millis", unix_time_millis)  # noqa: B010
 
 
-def _fast_sqs_retention_check() -> None:
+def _fast_sqs_retention_check(clock: Callable[[], float] = time.time) -> None:
     """moto's ReceiveMessage checks each message it looks at against the queue's retention
     period by building every queue attribute (counting the queue's messages) three times: a
     receive cost O(depth²), 30-70 ms on a queue a few hundred deep. Same check, from the one
@@ -320,13 +329,79 @@ def _fast_sqs_retention_check() -> None:
         self: Any, queue_name: str, message: Any
     ) -> bool:
         retention_seconds = int(self.get_queue(queue_name).message_retention_period)
-        return bool(retention_seconds + message.sent_timestamp / 1000 > time.time())
+        return bool(retention_seconds + message.sent_timestamp / 1000 > clock())
 
     setattr(  # noqa: B010 - replacing a method of moto's class
         SQSBackend,
         "is_message_valid_based_on_retention_period",
         is_message_valid_based_on_retention_period,
     )
+
+
+def _fast_dynamodb_transactions() -> None:
+    """moto's TransactWriteItems deep-copies every table it writes to before it starts (to roll
+    back a cancelled transaction): ~45 µs per item already in the table, so once the ledger held
+    2,000 items an answered message's transaction took 90 ms, under the one lock DynamoDB
+    requests share here (`serialize_dynamodb`). Same all-or-nothing outcome from copies of just
+    the items the transaction names, put back if moto cancels it. Idempotent."""
+    import copy
+
+    from moto.dynamodb import models
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import Table
+
+    backend = models.DynamoDBBackend
+    if getattr(backend.transact_write_items, "_items_only", False):
+        return
+    transact_write_items = backend.transact_write_items
+
+    class TablesAreNotCopied:
+        """moto's module-level `copy`, except that a whole table is "copied" as itself."""
+
+        @staticmethod
+        def deepcopy(value: Any, memo: Any = None) -> Any:
+            return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+    def saved_items(self: Any, transact_items: list[dict[str, Any]]) -> list[Any]:
+        saved = []
+        for item in transact_items:
+            _, operation = next(iter(item.items()))
+            table = self.tables.get(operation.get("TableName"))
+            attributes = operation.get("Key") or operation.get("Item") or {}
+            if table is None or table.hash_key_attr not in attributes:
+                continue
+            hash_key = DynamoType(attributes[table.hash_key_attr])
+            range_key = (
+                DynamoType(attributes[table.range_key_attr])
+                if table.has_range_key and table.range_key_attr in attributes
+                else None
+            )
+            if table.has_range_key and range_key is None:
+                continue
+            current = table.get_item(hash_key, range_key)
+            saved.append((table, hash_key, range_key, copy.deepcopy(current)))
+        return saved
+
+    def restore(saved: list[Any]) -> None:
+        for table, hash_key, range_key, item in reversed(saved):
+            home = table.items[hash_key] if range_key is not None else table.items
+            key = range_key if range_key is not None else hash_key
+            if item is None:
+                home.pop(key, None)
+            else:
+                home[key] = item
+
+    def items_only(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        saved = saved_items(self, transact_items)
+        try:
+            transact_write_items(self, transact_items)
+        except Exception:
+            restore(saved)
+            raise
+
+    items_only._items_only = True  # type: ignore[attr-defined]
+    setattr(models, "copy", TablesAreNotCopied)  # noqa: B010 - moto's module-level import
+    backend.transact_write_items = items_only  # type: ignore[method-assign]
 
 
 class Emulator:

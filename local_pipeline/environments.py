@@ -23,8 +23,8 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,8 @@ class FunctionSpec:
     timeout_seconds: float
     memory_mb: int
     warm_services: Sequence[str] = ()  # boto3 clients built in the init phase
+    # The function's own variables, over the pool's environment (as Lambda's configuration).
+    environment: Mapping[str, str] = field(default_factory=dict)
 
 
 def _environment_main(connection: Connection, spec: FunctionSpec) -> None:
@@ -91,7 +93,8 @@ class _Environment:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "local_pipeline.environments", str(theirs.fileno())],
                 cwd=Path(__file__).resolve().parent.parent,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},  # each log line as it is written
+                # Each log line as it is written.
+                env={**os.environ, **spec.environment, "PYTHONUNBUFFERED": "1"},
                 stdin=subprocess.PIPE,
                 stdout=log,
                 stderr=log,

@@ -251,3 +251,24 @@ def captured_logs() -> Iterator[io.StringIO]:
         yield stream
     finally:
         handler.setStream(previous)  # type: ignore[attr-defined]
+
+
+# --- figures a suite reports (record_property("fault_suite", text)), shown after the run ------
+# Through the reports, so they reach the terminal from pytest-xdist's workers too.
+_REPORTED_FIGURES = ("fault_suite",)
+_figures: list[tuple[str, str]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call":
+        _figures.extend(
+            (report.nodeid, str(value))
+            for name, value in report.user_properties
+            if name in _REPORTED_FIGURES
+        )
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for nodeid, text in _figures:
+        terminalreporter.section(f"figures: {nodeid}", sep="-")
+        terminalreporter.write_line(text)

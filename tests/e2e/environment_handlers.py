@@ -40,3 +40,7 @@ def rendezvous(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def sleep(event: dict[str, Any], context: Any) -> dict[str, Any]:
     time.sleep(event["seconds"])
     return {"pid": os.getpid()}
+
+
+def variable(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return {"value": os.environ.get(event["name"])}

@@ -121,3 +121,27 @@ def test_a_handler_that_cannot_be_imported_is_a_start_error(tmp_path: Path) -> N
     with pytest.raises(InvocationFailed, match="died starting"):
         pool.start()
     assert "AttributeError" in (tmp_path / "function.log").read_text()
+
+
+def test_the_functions_own_variables_reach_its_handler_over_the_pools(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHARED_SETTING", "from the pool")
+    monkeypatch.setenv("OWN_SETTING", "from the pool")
+    pool = ExecutionEnvironments(
+        FunctionSpec(
+            handler=f"{HANDLERS}.variable",
+            function_name="test-function",
+            timeout_seconds=10.0,
+            memory_mb=128,
+            environment={"OWN_SETTING": "the function's"},
+        ),
+        log_path=tmp_path / "function.log",
+        environments=1,
+    )
+    pool.start()
+    try:
+        assert pool.invoke({"name": "OWN_SETTING"}) == {"value": "the function's"}
+        assert pool.invoke({"name": "SHARED_SETTING"}) == {"value": "from the pool"}
+    finally:
+        pool.close()
