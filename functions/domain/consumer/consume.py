@@ -464,9 +464,15 @@ def _consume_burst(
     # never runs it); with a burst window the plan waits for the burst's messages to be taken
     # (an earlier attempt may have fixed a burst this batch cannot answer yet).
     plan = None
-    if consumer.reply_handler is None and consumer.burst_window_seconds <= 0:
+    read_before_begin = consumer.reply_handler is None and consumer.burst_window_seconds <= 0
+    if read_before_begin:
         plan = rules_plan(consumer.rules, [queued], now=consumer.clock())
         outcome.decision = plan.reason
+        # Read before the ledger's `begin`, which claims the reply: a run that dies between the
+        # claim and the send leaves the reply uncertain (never sent again), so nothing but the
+        # send itself may stand between them. The price: a late duplicate gets a second read
+        # receipt, which Meta takes as a no-op.
+        _mark_read(queued, [queued], plan.typing, consumer, outcome)
     claim_first = plan is not None and bool(plan.replies)
     history = _take(record, queued, outcome, consumer, claim_slot=0 if claim_first else None)
     if history is None:
@@ -501,7 +507,7 @@ def _consume_burst(
     if plan is None and consumer.reply_handler is None:
         plan = rules_plan(consumer.rules, burst, now=consumer.clock())
     attempt = _Attempt(burst, history, consumer, outcome, taken)
-    attempt.run(plan, first_slot_claimed=claim_first)
+    attempt.run(plan, first_slot_claimed=claim_first, read=read_before_begin)
     attempt.settle_members()
     return [outcome, *members]
 
@@ -575,15 +581,17 @@ class _Attempt:
         self.attempts_before = 0 if dead else history.attempts
         outcome.attempts = self.attempts_before
 
-    def run(self, plan: Plan | None, *, first_slot_claimed: bool) -> None:
-        """Answer by `plan`, or by the reply handler's when `plan` is None."""
+    def run(self, plan: Plan | None, *, first_slot_claimed: bool, read: bool = False) -> None:
+        """Answer by `plan`, or by the reply handler's when `plan` is None; `read`: the read
+        receipt went before the ledger's `begin` (or was tried there)."""
         if plan is None:
             plan = self._ask_handler()
             if plan is None:
                 return  # settled: retried, dead-lettered or refused for good
         self.plan = plan
         self.outcome.decision = plan.reason
-        self._mark_read(typing=plan.typing)
+        if not read:
+            self._mark_read(typing=plan.typing)
         if not plan.replies:
             self.outcome.result = Result.NO_REPLY
             self._finish(self._finished(Result.NO_REPLY.value), release_slot=None)
@@ -638,19 +646,7 @@ class _Attempt:
         return plan
 
     def _mark_read(self, *, typing: bool) -> None:
-        """One read receipt, on the burst's latest message: Meta marks the earlier messages of
-        the thread read with it."""
-        try:
-            self.consumer.graph.mark_read(
-                self.queued.received.business.phone_number_id,
-                mark_read_body(
-                    self.burst[-1].wamid,
-                    typing_indicator=typing and self.consumer.rules.typing_indicator,
-                ),
-            )
-            self.outcome.read_receipt_sent = True
-        except GraphApiError as error:
-            self.outcome.failures.append(_failure("read", error))  # the reply still goes out
+        _mark_read(self.queued, self.burst, typing, self.consumer, self.outcome)
 
     def _refuse_invalid(self, reason: str, *, release_slot: int | None) -> None:
         self.outcome.reason = reason
@@ -863,6 +859,28 @@ class _Attempt:
             # Nothing was sent that a retry could double: the next delivery does it again.
             self.outcome.store_write_failed = True
             self.outcome.reason = str(error)
+
+
+def _mark_read(
+    queued: QueuedRecord,
+    burst: Sequence[QueuedRecord],
+    typing: bool,
+    consumer: Consumer,
+    outcome: RecordOutcome,
+) -> None:
+    """One read receipt, on the burst's latest message (Meta marks the earlier messages of the
+    thread read with it), with "typing…" when a reply is coming. A failed one is recorded and
+    never stops the reply."""
+    try:
+        consumer.graph.mark_read(
+            queued.received.business.phone_number_id,
+            mark_read_body(
+                burst[-1].wamid, typing_indicator=typing and consumer.rules.typing_indicator
+            ),
+        )
+        outcome.read_receipt_sent = True
+    except GraphApiError as error:
+        outcome.failures.append(_failure("read", error))
 
 
 def _dead_letter_unreadable(outcome: RecordOutcome, consumer: Consumer) -> None:

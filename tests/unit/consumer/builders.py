@@ -212,9 +212,12 @@ class ScriptedGraph:
     sends: list[GraphApiError | None] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
     on_send: Callable[[], object] | None = None
+    on_read: Callable[[], object] | None = None
 
     def mark_read(self, phone_number_id: str, body: Mapping[str, Any]) -> None:
         self.calls.append(Call("read", phone_number_id, body))
+        if self.on_read is not None:
+            self.on_read()
         answer = self.reads.pop(0) if self.reads else None
         if answer is not None:
             raise answer

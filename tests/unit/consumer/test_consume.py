@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -67,6 +68,28 @@ def test_marks_read_with_typing_then_replies_in_thread_from_the_receiving_number
     assert outcome.read_receipt_sent
     assert outcome.latency_ms == pytest.approx(250.0)
     assert result.batch_item_failures() == []
+
+
+def test_with_the_rules_only_the_send_stands_between_the_claim_and_the_reply() -> None:
+    # A run that dies between the ledger's claim and the send leaves the reply uncertain, never
+    # sent again: so the read receipt goes first, and the claim right before the send.
+    order: list[str] = []
+    ledger = MemoryLedger()
+    graph = ScriptedGraph()
+    real_begin = ledger.begin
+
+    def begin(*args: object, **kwargs: Any) -> Any:
+        order.append("begin+claim")
+        return real_begin(*args, **kwargs)  # type: ignore[arg-type]
+
+    ledger.begin = begin  # type: ignore[method-assign]
+    graph.on_send = lambda: order.append("send")
+    graph.on_read = lambda: order.append("read")
+
+    outcome = consume_batch([record()], consumer(graph, ledger=ledger)).outcomes[0]
+
+    assert outcome.result is Result.REPLIED
+    assert order == ["read", "begin+claim", "send"]
 
 
 def test_a_failed_read_receipt_is_recorded_but_the_reply_goes_out() -> None:
@@ -214,7 +237,7 @@ def test_a_wamid_in_progress_elsewhere_is_retried_shortly_not_sent() -> None:
     assert result.outcomes[0].result is Result.RETRY
     assert result.outcomes[0].retry_code == "in_progress"
     assert visibility.changes[0].timeout_seconds <= 120
-    assert graph.calls == []
+    assert graph.sent() == []  # read again (before the ledger), never sent
 
 
 def test_a_claimed_reply_is_not_sent_again_after_a_crash() -> None:
@@ -245,7 +268,7 @@ def test_store_trouble_is_a_retry_and_a_failed_release_is_reported() -> None:
 
     assert down.outcomes[0].retry_code == "store_unavailable"
     assert down.outcomes[0].attempts is None  # not one of the message's own attempts
-    assert untouched.calls == []
+    assert untouched.sent() == []  # read, then nothing until the store is back
     assert stuck.outcomes[0].result is Result.RETRY
     assert stuck.outcomes[0].store_write_failed
     # Meta accepted the reply but the ledger could not record it: done, never retried.

@@ -154,7 +154,7 @@ def test_a_copy_enqueued_before_it_was_dead_lettered_is_dropped() -> None:
 
     assert result.outcomes[0].result is Result.STALE_COPY
     assert result.batch_item_failures() == []
-    assert graph.calls == []
+    assert graph.sent() == []
 
 
 def test_a_message_older_than_the_24_hour_window_gets_the_template_directly() -> None:
