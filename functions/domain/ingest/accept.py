@@ -108,16 +108,19 @@ def accept_delivery(
 
 
 def summarize(delivery: WebhookDelivery) -> DeliverySummary:
-    message_errors = [error for m in delivery.messages for error in m.message.errors]
+    errors = [*delivery.errors, *(e for m in delivery.messages for e in m.message.errors)]
+    statuses = delivery.statuses
+    # Counted only when there is something to count: most deliveries hold one message and
+    # nothing else, and four empty Counters were an eighth of the use case's time.
     return DeliverySummary(
         queued=delivery.messages,
-        failed_statuses=tuple(s for s in delivery.statuses if s.errors or s.status == "failed"),
-        statuses=Counter(status.status for status in delivery.statuses),
-        delivery_failures=Counter(
-            error.code_label for status in delivery.statuses for error in status.errors
-        ),
-        webhook_errors=Counter(e.code_label for e in [*delivery.errors, *message_errors]),
-        ignored_fields=Counter(delivery.ignored_fields),
+        failed_statuses=tuple(s for s in statuses if s.errors or s.status == "failed"),
+        statuses=Counter(status.status for status in statuses) if statuses else {},
+        delivery_failures=Counter(e.code_label for s in statuses for e in s.errors)
+        if statuses
+        else {},
+        webhook_errors=Counter(e.code_label for e in errors) if errors else {},
+        ignored_fields=Counter(delivery.ignored_fields) if delivery.ignored_fields else {},
         problems=delivery.problems,
     )
 
