@@ -120,7 +120,7 @@ class Console:
                 "dim",
                 f"{status.status} for our msg {short_id(status.wamid)} to "
                 f"{mask_phone(status.recipient_key)}{' codes ' + codes if codes else ''}"
-                " (never answered)" + (f" {timing}" if statuses_only else ""),
+                " (a status: no reply)" + (f" {timing}" if statuses_only else ""),
             )
         for error in delivery.errors:
             self.event("webhook", "yellow", f"value-level error code {error.code_label}")

@@ -263,7 +263,7 @@ def test_a_status_alone_is_one_masked_line_and_says_it_is_never_answered() -> No
     )
     out.exchange(exchange(body, response=b'{"queued":0}'))
     [line] = stream.getvalue().splitlines()
-    assert "status    delivered for our msg wamid.out to *******9876 (never answered)" in line
+    assert "status    delivered for our msg wamid.out to *******9876 (a status: no reply)" in line
     assert SENDER not in line
 
 
