@@ -58,6 +58,7 @@ class Console:
             color = stream.isatty() and not os.environ.get("NO_COLOR")
         self._color = color
         self._lock = threading.Lock()
+        self._closed = False
         self._received_at: dict[str, float] = {}
         # Records a burst window holds (the first of a burst, or one behind it): back in a
         # moment by design, not a failed attempt.
@@ -66,9 +67,17 @@ class Console:
     # --- plain output ----------------------------------------------------------------------
 
     def line(self, text: str = "") -> None:
+        """Write one line; once the terminal is gone (closed window, a reader that quit: EPIPE,
+        EIO) the console goes quiet instead of raising, so the shutdown still runs to the end
+        and leaves no moto or worker behind."""
         with self._lock:
-            self._stream.write(text + "\n")
-            self._stream.flush()
+            if self._closed:
+                return
+            try:
+                self._stream.write(text + "\n")
+                self._stream.flush()
+            except (OSError, ValueError):  # ValueError: the stream itself was closed
+                self._closed = True
 
     def paint(self, text: str, color: str) -> str:
         return f"{_COLORS[color]}{text}{_RESET}" if self._color else text

@@ -328,3 +328,28 @@ def test_the_fake_sends_sent_delivered_read_unless_told_otherwise() -> None:
     )
     with pytest.raises(LocalConfigError, match="FAKE_GRAPH_STATUSES"):
         LocalConfig.from_env({"FAKE_GRAPH_STATUSES": "seen"})
+
+
+class GoneTerminal(io.StringIO):
+    """A terminal whose window was closed: every write fails as a pipe with no reader does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_console_whose_terminal_is_gone_goes_quiet_instead_of_raising() -> None:
+    # Given a console whose terminal went away
+    terminal = GoneTerminal()
+    lines = Console(terminal, color=False)
+
+    # When the pipeline keeps reporting (as its shutdown does)
+    lines.line("stopping ...")
+    lines.event("replied", "green", "to …1234")
+
+    # Then nothing is raised, and it stops trying after the first failure
+    assert terminal.writes == 1
