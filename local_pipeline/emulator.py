@@ -54,6 +54,8 @@ class LocalResources:
     max_receive_count: int
     status_queue_url: str = ""
     status_dlq_url: str = ""
+    # Where the table is: `endpoint` unless `make run` gave DynamoDB a moto of its own.
+    dynamodb_endpoint: str = ""
 
 
 def aws_client(service: str, endpoint: str, region: str = LOCAL_REGION) -> Any:
@@ -80,8 +82,10 @@ def create_resources(
     max_receive_count: int = DEFAULT_MAX_RECEIVE_COUNT,
     visibility_timeout_seconds: int = VISIBILITY_TIMEOUT_SECONDS,
     name_suffix: str = "",
+    dynamodb_endpoint: str | None = None,
 ) -> LocalResources:
-    """Create (or find, if they exist) the stack's queues, table and secret on `endpoint`.
+    """Create (or find, if they exist) the stack's queues, table and secret on `endpoint`, the
+    table on `dynamodb_endpoint` if given.
 
     `name_suffix` lets tests create several independent sets on one server.
     """
@@ -93,7 +97,8 @@ def create_resources(
     )
 
     table_name = _suffixed(IDEMPOTENCY_TABLE_NAME, name_suffix)
-    dynamodb = aws_client("dynamodb", endpoint)
+    dynamodb_endpoint = dynamodb_endpoint or endpoint
+    dynamodb = aws_client("dynamodb", dynamodb_endpoint)
     if table_name not in dynamodb.list_tables()["TableNames"]:
         dynamodb.create_table(
             TableName=table_name,
@@ -133,6 +138,7 @@ def create_resources(
         max_receive_count=max_receive_count,
         status_queue_url=queues.status_queue_url,
         status_dlq_url=queues.status_dlq_url,
+        dynamodb_endpoint=dynamodb_endpoint,
     )
 
 
@@ -423,8 +429,13 @@ class Emulator:
         self.endpoint = ""
 
     def start(self) -> str:
+        self.launch()
+        return self.wait_ready()
+
+    def launch(self) -> None:
+        """Start the process without waiting for it (two emulators start side by side)."""
         environment = {key: value for key, value in os.environ.items() if key != "MOTO_PORT"}
-        self._process = process = subprocess.Popen(
+        self._process = subprocess.Popen(
             self._command,
             cwd=Path(__file__).resolve().parent.parent,
             env=environment,
@@ -434,6 +445,11 @@ class Emulator:
             text=True,
             start_new_session=True,  # Ctrl-C reaches the parent, which stops us in order
         )
+
+    def wait_ready(self) -> str:
+        """The endpoint, once the server listens."""
+        process = self._process
+        assert process is not None, "launch() first"
         assert process.stdout is not None
         line = process.stdout.readline()
         try:

@@ -85,6 +85,7 @@ def handler_environment(config: LocalConfig, resources: LocalResources) -> dict[
     return {
         **LOCAL_AWS_ENV,
         "AWS_ENDPOINT_URL": resources.endpoint,
+        "AWS_ENDPOINT_URL_DYNAMODB": resources.dynamodb_endpoint or resources.endpoint,
         ENV_QUEUE_URL: resources.queue_url,
         ENV_STATUS_QUEUE_URL: resources.status_queue_url,
         ENV_SECRET_ID: resources.secret_id,
@@ -100,6 +101,10 @@ class LocalPipeline:
         self.config = config
         self.console = console
         self.emulator = Emulator()
+        # DynamoDB in a moto process of its own, as it is a service of its own in AWS: the
+        # consumer's ledger writes then never hold the GIL that the ingest's SendMessageBatch
+        # waits for (e2e ack p99 about 250 -> 150 ms under `make bench`; decisions D70).
+        self.table_emulator = Emulator()
         self.resources: LocalResources | None = None
         self.graph: Any = None  # local_pipeline.fake_graph.FakeGraphApi when no GRAPH_API_URL
         self.gateway: Gateway | None = None
@@ -121,9 +126,12 @@ class LocalPipeline:
             self._invoke_ingest, port=config.port, on_exchange=self._on_exchange, info=self.info
         )
         self.gateway.bind()  # first: a taken port fails fast, before anything else starts
-        endpoint = self.emulator.start()
+        self.emulator.launch()
+        self.table_emulator.launch()
+        endpoint = self.emulator.wait_ready()
         self.resources = resources = create_resources(
             endpoint,
+            dynamodb_endpoint=self.table_emulator.wait_ready(),
             app_secret=config.app_secret,
             verify_token=config.verify_token,
             access_token=config.access_token,
@@ -191,6 +199,7 @@ class LocalPipeline:
         if self.graph is not None:
             self.graph.stop()
         self.emulator.stop()
+        self.table_emulator.stop()
 
     def __enter__(self) -> LocalPipeline:
         try:
@@ -335,6 +344,7 @@ class LocalPipeline:
             "fake_graph": self.graph is not None,
             "graph_api_version": self.config.graph_api_version,
             "aws_endpoint": resources.endpoint,
+            "dynamodb_endpoint": resources.dynamodb_endpoint,
             "secret_id": resources.secret_id,
             "queue_url": resources.queue_url,
             "dlq_url": resources.dlq_url,
@@ -380,7 +390,8 @@ def print_banner(pipeline: LocalPipeline) -> None:
     console.line(
         f"  AWS (moto)     {info['aws_endpoint']}  queue {Path(info['queue_url']).name}, "
         f"DLQ after {info['max_receive_count']} receives; statuses "
-        f"{Path(info['status_queue_url']).name}; table {info['table_name']}"
+        f"{Path(info['status_queue_url']).name}; table {info['table_name']} at "
+        f"{info['dynamodb_endpoint']}"
     )
     if info["fake_statuses"]:
         console.line(
@@ -422,6 +433,7 @@ def pipeline_state(pipeline: LocalPipeline) -> PipelineState:
         ingest_log=str(pipeline.ingest_log.resolve()),
         status_queue_url=resources.status_queue_url,
         status_dlq_url=resources.status_dlq_url,
+        dynamodb_endpoint=resources.dynamodb_endpoint,
     )
 
 
@@ -494,8 +506,9 @@ def main() -> int:
     )
     try:
         if rules.wait_until_valid(stop):
-            print_banner(pipeline)
+            # The state file first: whoever sees "Ready." can run `make demo` at once.
             write_state(config.state_dir, pipeline_state(pipeline))
+            print_banner(pipeline)
             ready.set()
             threading.Thread(target=rules.watch, args=(stop,), daemon=True).start()
             while not stop.wait(0.5):

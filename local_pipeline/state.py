@@ -39,6 +39,8 @@ class PipelineState:
     ingest_log: str = ""
     status_queue_url: str = ""
     status_dlq_url: str = ""
+    # the table's moto (`make run` runs DynamoDB apart); empty in an older file: aws_endpoint
+    dynamodb_endpoint: str = ""
 
     @classmethod
     def from_json(cls, document: Mapping[str, Any]) -> PipelineState:

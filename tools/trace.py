@@ -471,7 +471,7 @@ def local_sources() -> tuple[ItemStore, LogSource]:
         raise TraceError(str(error)) from None
     if not state.table_name or not state.ingest_log:
         raise TraceError("the running `make run` is older than `make trace`: restart it")
-    dynamodb = aws_client("dynamodb", state.aws_endpoint, state.region)
+    dynamodb = aws_client("dynamodb", state.dynamodb_endpoint or state.aws_endpoint, state.region)
     store = DynamoDbItems(dynamodb, state.table_name)
     return store, LogFiles(ingest=Path(state.ingest_log), consumer=Path(state.consumer_log))
 

@@ -4,6 +4,8 @@ over real HTTP with signed webhooks."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -353,6 +355,23 @@ def test_the_state_file_says_where_the_pipeline_is_and_holds_no_secret(
         assert secret not in text
 
 
+def test_the_table_lives_in_a_moto_of_its_own_and_the_state_file_says_where(
+    pipeline: PipelineProcess,
+) -> None:
+    from local_pipeline.emulator import aws_client
+
+    # Given the running pipeline's two emulators
+    state = running_pipeline(pipeline.state_dir)
+    queues_at, table_at = pipeline.info["aws_endpoint"], pipeline.info["dynamodb_endpoint"]
+
+    # Then the table is on DynamoDB's, the queues on the other, and the state file says so
+    assert table_at != queues_at
+    assert state.dynamodb_endpoint == table_at
+    table = pipeline.info["table_name"]
+    assert table in aws_client("dynamodb", table_at).list_tables()["TableNames"]
+    assert table not in aws_client("dynamodb", queues_at).list_tables()["TableNames"]
+
+
 def test_inspect_dlq_and_redrive_work_against_make_run(pipeline: PipelineProcess) -> None:
     # Given a message the consumer answered, whose record then lands in the DLQ (moto)
     from local_pipeline.emulator import aws_client
@@ -414,16 +433,60 @@ def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
     marker_dir = tmp_path / f"state-{uuid.uuid4().hex[:8]}"
     running = PipelineProcess(marker_dir).start()
     marker = f"LOCAL_STATE_DIR={marker_dir}"
-    # make run, moto's server, the consumer worker and the ingest's execution environments
-    assert len(processes_with_env(marker)) == 3 + INGEST_ENVIRONMENTS
-    # When Ctrl-C
-    exit_code = running.interrupt()
+    try:
+        # make run, moto's two servers (DynamoDB apart), the consumer worker and the ingest's
+        # execution environments
+        assert len(processes_with_env(marker)) == 4 + INGEST_ENVIRONMENTS
+    finally:
+        # When Ctrl-C (also when the count is wrong: a failed test leaves nothing running)
+        exit_code = running.interrupt()
     # Then it exits cleanly and leaves no process behind
     assert exit_code == 0, running.stderr
     assert "stopped:" in running.output()
     assert processes_with_env(marker) == []
     assert not state_file(marker_dir).exists()  # `make demo` will not look for it
     assert "Traceback" not in running.stderr
+
+
+def test_a_closed_terminal_still_stops_everything(tmp_path: Path) -> None:
+    # Given a running pipeline whose terminal then goes away (its console's reader is gone)
+    marker_dir = tmp_path / f"state-{uuid.uuid4().hex[:8]}"
+    env = pipeline_env(marker_dir)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local_pipeline.run"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    marker = f"LOCAL_STATE_DIR={marker_dir}"
+    try:
+        assert process.stdout is not None
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        for line in process.stdout:
+            if line.startswith("Ready.") or time.monotonic() > deadline:
+                break
+        assert state_file(marker_dir).exists()
+        process.stdout.close()
+
+        # When the terminal's hang-up arrives
+        process.send_signal(signal.SIGHUP)
+
+        # Then it stops everything it started, though it cannot say so
+        assert process.wait(timeout=30) == 0
+        deadline = time.monotonic() + 10
+        while processes_with_env(marker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert processes_with_env(marker) == []
+        assert not state_file(marker_dir).exists()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        for pid in processes_with_env(marker):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_broken_reply_rules_hold_ready_until_the_file_is_fixed(tmp_path: Path) -> None:
