@@ -186,14 +186,20 @@ def test_concurrent_duplicates_do_not_both_send(consumer_env: FakeGraphApi, inbo
 
     runner = threading.Thread(target=lambda: answers.update(a=handler(first, context())))
     runner.start()
-    assert consumer_env.wait_for(1, kind="read", timeout=5)  # the first holds the wamid now
+    # The second starts while the first's read receipt is in flight: both reach the ledger
+    # within one Graph latency of each other, and either may claim the wamid first (the read
+    # receipt goes before the claim, decisions D34).
+    assert consumer_env.wait_for(1, kind="read", timeout=5)
     answers["b"] = handler(second, context())
     runner.join(10)
 
-    assert failures(answers["a"]) == []
-    assert failures(answers["b"]) == ids(second)  # retried shortly, not sent
+    # One of them sent; the other was told to come back shortly, and sent nothing
+    outcomes = {name: failures(answer) for name, answer in answers.items()}
+    [loser] = [name for name, failed in outcomes.items() if failed]
+    assert outcomes[loser] == ids(first if loser == "a" else second)
     assert len(consumer_env.sent_messages()) == 1
-    assert failures(handler(second, context())) == []  # the retry finds it answered
+    # The retry finds it answered
+    assert failures(handler(first if loser == "a" else second, context())) == []
     assert len(consumer_env.sent_messages()) == 1
 
 
